@@ -1,0 +1,418 @@
+//! # idgraph-engine
+//!
+//! The write path that ties the log, the projection and the resolver together:
+//! *decide* against the current projection, *append* one log entry (request + outcome + events),
+//! *apply* it to the projection, *answer*. Also: opening a data folder (snapshot + tail replay),
+//! snapshots, and `request_id` idempotency.
+//!
+//! ## Concurrency model
+//! One [`RwLock`] guards the projection and the idempotency index. A request that records an entry
+//! (identify, login, logout, modify, alias) takes the write lock, decides, *submits* the entry to the
+//! log (which assigns its sequence), applies it, and releases the lock; it then waits for the log's
+//! group commit outside the lock, so concurrent requests share one fsync. Readers (search, audit)
+//! take the read lock. A std lock, not an async one: nothing awaits while holding it, and the
+//! critical section is in-memory work only.
+//!
+//! An answer that changed state is returned only after its entry is fsynced. An entry with no
+//! events (a request that changed nothing) is answered once written, before fsync: the log is
+//! sequential, so any later durable entry implies it is durable too.
+//!
+//! If a write fails after the entry was applied, the projection is ahead of the log: the engine
+//! poisons itself and refuses every request until it is reopened (which replays the log).
+
+mod answer;
+mod clock;
+mod idempotency;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use idgraph_log::{Durability, Log};
+use idgraph_model::{
+    Entry, Environment, IdentityChange, IdentityRequest, Mpid, Operation, Request, Seq, Timestamp,
+};
+use idgraph_projection::Projection;
+use idgraph_query::{
+    AliasQuery, Answer, IdentityOp, IdentityQuery, MpidSource, RequestError, Resolver,
+    ResolverConfig, World,
+};
+
+pub use crate::answer::answer_of;
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::idempotency::IdempotencyIndex;
+
+/// One workspace: a name (what API keys map to), the identity scope it resolves in, and its
+/// resolution configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// The workspace name.
+    pub name: String,
+    /// The identity scope; workspaces sharing a scope share profiles.
+    pub scope: String,
+    /// How it resolves.
+    pub resolver: ResolverConfig,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The workspaces served.
+    pub workspaces: Vec<Workspace>,
+    /// A repeated `request_id` within this window (of recorded time) gets the first answer again
+    /// and appends nothing.
+    pub idempotency_window_micros: i64,
+    /// Snapshots kept in the log database.
+    pub snapshots_kept: usize,
+}
+
+impl EngineConfig {
+    /// One workspace and default settings.
+    pub fn single(workspace: Workspace) -> EngineConfig {
+        EngineConfig {
+            workspaces: vec![workspace],
+            idempotency_window_micros: 5 * 60 * 1_000_000,
+            snapshots_kept: 2,
+        }
+    }
+}
+
+/// What a request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// identify, login, logout or search.
+    Identity(IdentityQuery),
+    /// modify.
+    Modify {
+        /// The profile.
+        mpid: Mpid,
+        /// The changes.
+        identity_changes: Vec<IdentityChange>,
+    },
+    /// alias.
+    Alias(AliasQuery),
+}
+
+/// Who asks, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The workspace (from the API key).
+    pub workspace: String,
+    /// The environment.
+    pub environment: Environment,
+    /// The client's request id.
+    pub request_id: Option<String>,
+}
+
+/// Why the engine did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The request is invalid (4xx with the resolver's code and message).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// No such workspace (a configuration or authentication problem: 401 at the edge).
+    #[error("unknown workspace `{0}`")]
+    UnknownWorkspace(String),
+    /// The engine cannot record decisions (storage failure; 503). Reopen to recover.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What opening found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The snapshot loaded, if any.
+    pub snapshot_seq: Option<Seq>,
+    /// Snapshots found bad and discarded, with why.
+    pub snapshots_discarded: Vec<(Seq, String)>,
+    /// Entries folded from the log after the snapshot.
+    pub n_replayed: u64,
+}
+
+/// The engine. `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    log: Log,
+    state: RwLock<State>,
+    workspaces: BTreeMap<String, Workspace>,
+    config: EngineConfig,
+    clock: Box<dyn Clock>,
+    /// Random MPIDs. Behind its own mutex, only ever locked while the state write lock is held.
+    mpids: MpidCell,
+    /// Set when a write failed after its entry was applied; the reason.
+    poisoned: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+struct State {
+    projection: Projection,
+    recent: IdempotencyIndex,
+}
+
+struct MpidCell(Mutex<Box<dyn MpidSource + Send>>);
+
+impl std::fmt::Debug for MpidCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MpidSource")
+    }
+}
+
+/// MPIDs from the operating system's random source (via UUID v4).
+#[derive(Debug, Default)]
+pub struct RandomMpids;
+
+impl MpidSource for RandomMpids {
+    fn next_candidate(&mut self) -> i64 {
+        uuid::Uuid::new_v4().as_u64_pair().0 as i64
+    }
+}
+
+impl Engine {
+    /// Opens the data folder `data_dir` (the log lives in `data_dir/log`): loads the newest good
+    /// snapshot and folds the rest of the log.
+    pub fn open(
+        data_dir: &Path,
+        config: EngineConfig,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let log = Log::open(data_dir.join("log"))
+            .map_err(|err| EngineError::Unavailable(err.to_string()))?;
+        Engine::with_log(log, config, Box::new(SystemClock), Box::new(RandomMpids))
+    }
+
+    /// An engine over an in-memory log.
+    pub fn in_memory(
+        config: EngineConfig,
+        clock: Box<dyn Clock>,
+        mpids: Box<dyn MpidSource + Send>,
+    ) -> Engine {
+        Engine::with_log(Log::in_memory(), config, clock, mpids).expect("an empty log opens").0
+    }
+
+    /// An engine over `log`, with its clock and MPID source.
+    pub fn with_log(
+        log: Log,
+        config: EngineConfig,
+        clock: Box<dyn Clock>,
+        mpids: Box<dyn MpidSource + Send>,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let workspaces = config.workspaces.iter().map(|w| (w.name.clone(), w.clone())).collect();
+        let (projection, report) = load_projection(&log)?;
+        let recent = IdempotencyIndex::rebuild(
+            &log,
+            projection.last_time(),
+            config.idempotency_window_micros,
+        )
+        .map_err(|err| EngineError::Unavailable(err.to_string()))?;
+        let engine = Engine {
+            log,
+            state: RwLock::new(State { projection, recent }),
+            workspaces,
+            config,
+            clock,
+            mpids: MpidCell(Mutex::new(mpids)),
+            poisoned: Mutex::new(None),
+        };
+        Ok((engine, report))
+    }
+
+    /// Handles one request: decide, record, apply, answer.
+    pub fn handle(&self, meta: &RequestMeta, command: Command) -> Result<Answer, EngineError> {
+        let workspace = self
+            .workspaces
+            .get(&meta.workspace)
+            .ok_or_else(|| EngineError::UnknownWorkspace(meta.workspace.clone()))?;
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        if let Command::Identity(query) = &command
+            && query.op == IdentityOp::Search
+        {
+            let state = self.read_state();
+            let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
+            // Search draws no MPID and records nothing.
+            let decision =
+                resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids)?;
+            return Ok(decision.answer);
+        }
+        self.check_poisoned()?;
+        let mut state = self.write_state();
+        if let Some(answer) =
+            meta.request_id.as_deref().and_then(|id| state.recent.get(&meta.workspace, id))
+        {
+            return Ok(answer.clone());
+        }
+        let now = self.clock.now().max(state.projection.last_time());
+        let decision = {
+            let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
+            let mut mpids = self.mpids.0.lock().unwrap_or_else(|poison| poison.into_inner());
+            match &command {
+                Command::Identity(query) => {
+                    resolver.identity(&world, query, now, mpids.as_mut())?
+                }
+                Command::Modify { mpid, identity_changes } => {
+                    resolver.modify(&world, *mpid, identity_changes)?
+                }
+                Command::Alias(query) => resolver.alias(&world, query, now)?,
+            }
+        };
+        let outcome = decision.outcome.expect("recorded operations have an outcome");
+        let entry = Entry {
+            recorded_at: now,
+            request: Request {
+                request_id: meta.request_id.clone(),
+                workspace: meta.workspace.clone(),
+                scope: workspace.scope.clone(),
+                environment: meta.environment,
+                operation: operation_of(command, now),
+            },
+            events: decision.events,
+            outcome,
+        };
+        let durability =
+            if entry.events.is_empty() { Durability::Deferred } else { Durability::Synced };
+        let pending = self
+            .log
+            .submit(std::slice::from_ref(&entry), durability)
+            .map_err(|err| self.poison(err.to_string()))?;
+        if let Err(err) = state.projection.apply(pending.first, &entry) {
+            return Err(self.poison(err.to_string()));
+        }
+        let answer = answer_of(&entry);
+        if let Some(request_id) = &meta.request_id {
+            state.recent.insert(&meta.workspace, request_id, entry.recorded_at, answer.clone());
+        }
+        drop(state);
+        self.log.wait(pending).map_err(|err| self.poison(err.to_string()))?;
+        Ok(answer)
+    }
+
+    fn check_poisoned(&self) -> Result<(), EngineError> {
+        match &*self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner()) {
+            Some(reason) => Err(EngineError::Unavailable(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, reason: String) -> EngineError {
+        let mut poisoned = self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner());
+        let reason = poisoned.get_or_insert(reason).clone();
+        EngineError::Unavailable(format!("{reason}; restart to replay the log"))
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Runs `f` with read access to the projection (for audit and inspection).
+    pub fn with_projection<T>(&self, f: impl FnOnce(&Projection) -> T) -> T {
+        f(&self.read_state().projection)
+    }
+
+    /// The log (read access for audit, the change feed and replay).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// A workspace's configuration.
+    pub fn workspace(&self, name: &str) -> Option<&Workspace> {
+        self.workspaces.get(name)
+    }
+
+    /// Writes a snapshot of the projection at its current sequence (holding the read lock while it
+    /// serialises) and returns that sequence.
+    pub fn snapshot(&self) -> Result<Seq, EngineError> {
+        let (seq, bytes) = {
+            let state = self.read_state();
+            (state.projection.last_seq(), state.projection.to_snapshot())
+        };
+        // The snapshot must not claim entries that are not durable yet.
+        self.log.sync().map_err(|err| self.poison(err.to_string()))?;
+        self.log
+            .save_snapshot(seq, &bytes, self.config.snapshots_kept)
+            .map_err(|err| EngineError::Unavailable(err.to_string()))?;
+        Ok(seq)
+    }
+
+    /// Makes everything durable and closes the log.
+    pub fn close(self) -> Result<(), EngineError> {
+        self.log.close().map_err(|err| EngineError::Unavailable(err.to_string()))
+    }
+}
+
+/// An [`MpidSource`] for read-only decisions, which never create profiles.
+struct NoMpids;
+
+impl MpidSource for NoMpids {
+    fn next_candidate(&mut self) -> i64 {
+        unreachable!("search never creates a profile")
+    }
+}
+
+/// The recorded form of a command.
+fn operation_of(command: Command, now: Timestamp) -> Operation {
+    match command {
+        Command::Identity(query) => {
+            let request = IdentityRequest {
+                known_identities: query.known_identities,
+                previous_mpid: query.previous_mpid,
+            };
+            match query.op {
+                IdentityOp::Identify | IdentityOp::Search => Operation::Identify(request),
+                IdentityOp::Login => Operation::Login(request),
+                IdentityOp::Logout => Operation::Logout(request),
+            }
+        }
+        Command::Modify { mpid, identity_changes } => Operation::Modify { mpid, identity_changes },
+        Command::Alias(query) => Operation::Alias {
+            source: query.source,
+            destination: query.destination,
+            start: query
+                .start
+                .unwrap_or(Timestamp(now.0.saturating_sub(idgraph_query::ALIAS_WINDOW_MAX_MICROS))),
+            end: query.end.unwrap_or(now),
+        },
+    }
+}
+
+/// Loads the newest snapshot that verifies and folds the log after it; a bad snapshot is discarded
+/// (reported) and the next older one, or a full replay, is used instead.
+pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineError> {
+    let unavailable = |err: idgraph_log::Error| EngineError::Unavailable(err.to_string());
+    let mut report = OpenReport::default();
+    let mut projection = Projection::new();
+    for seq in log.snapshots_at_or_before(log.last_seq()).map_err(unavailable)? {
+        let loaded = log.load_snapshot(seq).map_err(|err| err.to_string()).and_then(|bytes| {
+            let bytes = bytes.ok_or_else(|| "vanished".to_owned())?;
+            Projection::from_snapshot(&bytes).map_err(|err| err.to_string())
+        });
+        match loaded {
+            Ok(loaded) if loaded.last_seq() == seq => {
+                projection = loaded;
+                report.snapshot_seq = Some(seq);
+                break;
+            }
+            Ok(_) => report.snapshots_discarded.push((seq, "sequence differs from its key".into())),
+            Err(reason) => report.snapshots_discarded.push((seq, reason)),
+        }
+    }
+    let mut failure = None;
+    log.scan(projection.last_seq().next(), |seq, entry| match projection.apply(seq, &entry) {
+        Ok(()) => {
+            report.n_replayed += 1;
+            ControlFlow::Continue(())
+        }
+        Err(err) => {
+            failure = Some(err.to_string());
+            ControlFlow::Break(())
+        }
+    })
+    .map_err(unavailable)?;
+    if let Some(reason) = failure {
+        return Err(EngineError::Unavailable(reason));
+    }
+    Ok((projection, report))
+}

@@ -1,0 +1,552 @@
+//! # idgraph-log
+//!
+//! The append-only log of identity entries: the only ground truth of idgraph. Every other state
+//! (the identity graph, indexes, snapshots) is derived from it and can be rebuilt by replaying it.
+//!
+//! ## Principal types
+//! - [`Log`]: open with [`Log::open`] (RocksDB in a folder) or [`Log::in_memory`]; append with
+//!   [`Log::append`] / [`Log::append_batch`]; read with [`Log::get`], [`Log::scan`],
+//!   [`Log::read_range`], [`Log::seq_at`].
+//! - [`Durability`]: whether an append returns only once durable.
+//! - [`Error`]: what went wrong, sorted by who must act.
+//!
+//! ## Key design decision: our own group commit
+//! Sequence numbers are gap-free from 1. If appenders wrote to RocksDB concurrently, a crash could
+//! keep sequence 6 and lose 5. So sequences are assigned under one lock, and one appender at a time
+//! (the *leader*) writes everything queued so far as one atomic RocksDB batch with one fsync, while
+//! the others wait on a condition variable and return when their sequence is covered. Many
+//! concurrent appenders share one fsync; batches reach storage in sequence order.
+//!
+//! ## API themes
+//! - *Acknowledged means durable*: [`Log::append`] and [`Durability::Synced`] return only after
+//!   fsync. [`Durability::Deferred`] is the named exception (bulk import, answers that changed
+//!   nothing) and is durable only after a later synced append or [`Log::sync`].
+//! - *Poisoning*: after any write or sync error every later append fails with
+//!   [`Error::Poisoned`]; reopen to recover.
+//! - *Nothing corrupt is served*: every record is checksummed (see [`frame`](crate) docs and
+//!   `docs/log-format.md`) and verified before it is decoded.
+//! - Limits are named in [`limits`].
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+mod codec;
+mod error;
+mod frame;
+pub mod limits;
+mod memory;
+mod rocks;
+mod storage;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use idgraph_model::{Entry, Seq, Timestamp};
+
+pub use crate::error::{Error, Result};
+pub use crate::memory::FaultSwitch;
+use crate::storage::{Storage, StorageError, StoredRecord};
+
+/// The codec id of snapshot frames: the payload is opaque bytes owned by whoever saved it (the
+/// projection's own snapshot format, which carries its own version).
+pub const SNAPSHOT_CODEC_OPAQUE: u8 = 0x80;
+
+/// Whether an append waits for its data to reach stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Return only after the entries (and everything before them) are fsynced.
+    Synced,
+    /// Return once the entries are written to the storage engine, before fsync. They become
+    /// durable with the next synced append or [`Log::sync`]; a crash before then may lose them
+    /// (never an earlier synced entry, and never leaving a gap). For bulk imports and for answers
+    /// that changed nothing.
+    Deferred,
+}
+
+/// Entries accepted by [`Log::submit`] and not yet waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "queued entries are written only when someone waits"]
+pub struct Pending {
+    /// The first sequence assigned.
+    pub first: Seq,
+    /// The last sequence assigned.
+    pub last: Seq,
+    /// What the submitter asked for.
+    pub durability: Durability,
+}
+
+/// Counters for monitoring; monotonically increasing since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Storage writes (group commits) performed.
+    pub n_writes: u64,
+    /// Writes that were fsynced.
+    pub n_syncs: u64,
+    /// Entries written.
+    pub n_entries_written: u64,
+}
+
+/// What [`Log::verify`] found in a log that is intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries checked (checksum, decode, sequence, time order).
+    pub n_entries: u64,
+    /// The last sequence.
+    pub last_seq: Seq,
+}
+
+/// The append-only log. `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Log {
+    storage: Box<dyn Storage>,
+    /// Sequencing and group-commit state. A std `Mutex` (not an async one): no `.await` happens
+    /// under it and it is held only to queue records or hand a batch to a leader, never across I/O.
+    writer: Mutex<WriterState>,
+    /// Signalled by a leader after each write (success or failure) so waiters re-check progress.
+    progress: Condvar,
+    n_writes: AtomicU64,
+    n_syncs: AtomicU64,
+    n_entries_written: AtomicU64,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    /// The sequence the next appended entry gets.
+    next_seq: Seq,
+    /// `recorded_at` of the last queued entry: entries must not go back in time, so that the time
+    /// index agrees with sequence order.
+    last_time: Timestamp,
+    /// Framed records with assigned sequences, not yet handed to a leader. Contiguous, starting at
+    /// `written_seq + 1` (or after the batch a leader is writing).
+    queue: Vec<StoredRecord>,
+    /// Whether anything in `queue` asked for [`Durability::Synced`].
+    queue_wants_sync: bool,
+    /// Whether some appender is writing a batch right now (with the lock released).
+    leader_active: bool,
+    /// Everything up to here is in the storage engine (visible to readers).
+    written_seq: Seq,
+    /// Everything up to here is fsynced.
+    durable_seq: Seq,
+    /// Set by the first failed write or sync; from then on every append fails.
+    poisoned: Option<String>,
+}
+
+impl Log {
+    /// Opens the log stored in the folder `path`, creating it if missing, and checks its last
+    /// record. Only one process may have a log open; a second open fails with [`Error::Storage`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Log> {
+        let path = path.as_ref();
+        let storage = rocks::RocksStorage::open(path).map_err(|err| Error::Storage {
+            message: format!("cannot open log at {}: {}", path.display(), err.message),
+        })?;
+        Log::with_storage(Box::new(storage))
+    }
+
+    /// An empty log in memory, with the same behaviour as an on-disk one except durability.
+    pub fn in_memory() -> Log {
+        Log::in_memory_with_faults().0
+    }
+
+    /// An empty in-memory log and a switch that makes its storage fail, for tests.
+    pub fn in_memory_with_faults() -> (Log, FaultSwitch) {
+        let storage = memory::MemoryStorage::default();
+        let switch = storage.fault_switch();
+        let log = Log::with_storage(Box::new(storage)).expect("an empty in-memory log opens");
+        (log, switch)
+    }
+
+    fn with_storage(storage: Box<dyn Storage>) -> Result<Log> {
+        let last = storage.last().map_err(|err| read_error(Seq::ZERO, err))?;
+        let (last_seq, last_time) = match last {
+            None => (Seq::ZERO, Timestamp(i64::MIN)),
+            Some((seq, bytes)) => (seq, decode_record(seq, &bytes)?.recorded_at),
+        };
+        if last_seq > Seq::ZERO && storage.get(Seq(1)).map_err(|e| read_error(Seq(1), e))?.is_none()
+        {
+            return Err(Error::Gap { missing: Seq(1) });
+        }
+        let writer = WriterState {
+            next_seq: last_seq.next(),
+            last_time,
+            queue: Vec::new(),
+            queue_wants_sync: false,
+            leader_active: false,
+            written_seq: last_seq,
+            durable_seq: last_seq,
+            poisoned: None,
+        };
+        Ok(Log {
+            storage,
+            writer: Mutex::new(writer),
+            progress: Condvar::new(),
+            n_writes: AtomicU64::new(0),
+            n_syncs: AtomicU64::new(0),
+            n_entries_written: AtomicU64::new(0),
+        })
+    }
+
+    /// Appends one entry durably and returns its sequence.
+    pub fn append(&self, entry: &Entry) -> Result<Seq> {
+        let (first, _) = self.append_batch(std::slice::from_ref(entry), Durability::Synced)?;
+        Ok(first)
+    }
+
+    /// Appends entries atomically (all or none) with consecutive sequences and returns the first
+    /// and last. Entries must not go back in time. At most [`limits::BATCH_ENTRIES_MAX`] entries.
+    pub fn append_batch(&self, entries: &[Entry], durability: Durability) -> Result<(Seq, Seq)> {
+        let pending = self.submit(entries, durability)?;
+        self.wait(pending)
+    }
+
+    /// The first half of [`Log::append_batch`]: validates the entries and assigns their sequences
+    /// (visible to the caller at once), without waiting for the write. The caller must then call
+    /// [`Log::wait`]; until someone waits, queued entries are not written.
+    ///
+    /// This split lets a single-threaded decider (the resolver) decide and queue under its own lock
+    /// and wait for durability after releasing it, so concurrent requests share one fsync.
+    pub fn submit(&self, entries: &[Entry], durability: Durability) -> Result<Pending> {
+        if entries.is_empty() || entries.len() > limits::BATCH_ENTRIES_MAX {
+            return Err(Error::Rejected {
+                reason: format!(
+                    "a batch holds 1 to {} entries, not {}",
+                    limits::BATCH_ENTRIES_MAX,
+                    entries.len()
+                ),
+            });
+        }
+        // Encoding and the payload checksum happen before taking the lock.
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let payload = codec::encode(entry).map_err(|reason| Error::Rejected { reason })?;
+            let payload_crc = crc32c::crc32c(&payload);
+            encoded.push((entry.recorded_at, payload, payload_crc));
+        }
+        let mut writer = self.lock_writer();
+        if let Some(cause) = &writer.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        let mut last_time = writer.last_time;
+        for (recorded_at, _, _) in &encoded {
+            if *recorded_at < last_time {
+                return Err(Error::time_regressed(last_time, *recorded_at));
+            }
+            last_time = *recorded_at;
+        }
+        let first = writer.next_seq;
+        for (recorded_at, payload, payload_crc) in encoded {
+            let seq = writer.next_seq;
+            let bytes = frame::frame(seq, codec::CODEC_BINCODE2_SERDE, &payload, payload_crc);
+            writer.queue.push(StoredRecord { seq, recorded_at, bytes });
+            writer.next_seq = seq.next();
+        }
+        let last = Seq(writer.next_seq.0 - 1);
+        writer.last_time = last_time;
+        writer.queue_wants_sync |= durability == Durability::Synced;
+        Ok(Pending { first, last, durability })
+    }
+
+    /// Waits until the entries of `pending` are written (and, for [`Durability::Synced`], fsynced),
+    /// leading a group commit when no one else is. Returns their first and last sequence.
+    pub fn wait(&self, pending: Pending) -> Result<(Seq, Seq)> {
+        self.wait_for(self.lock_writer(), pending.last, pending.durability)?;
+        Ok((pending.first, pending.last))
+    }
+
+    /// Blocks until `seq` is written (and, for `Synced`, durable), leading group commits as needed.
+    fn wait_for<'a>(
+        &'a self,
+        mut writer: MutexGuard<'a, WriterState>,
+        seq: Seq,
+        durability: Durability,
+    ) -> Result<()> {
+        loop {
+            let done = match durability {
+                Durability::Synced => writer.durable_seq >= seq,
+                Durability::Deferred => writer.written_seq >= seq,
+            };
+            if done {
+                return Ok(());
+            }
+            if let Some(cause) = &writer.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if writer.leader_active {
+                writer = self.progress.wait(writer).unwrap_or_else(|poison| poison.into_inner());
+            } else if !writer.queue.is_empty() {
+                writer = self.lead_group_commit(writer);
+            } else {
+                // Written but not yet durable, and nothing queued that would carry a sync: the
+                // batch flag makes this unreachable, but an explicit sync is the safe answer.
+                drop(writer);
+                self.sync()?;
+                writer = self.lock_writer();
+            }
+        }
+    }
+
+    /// Writes everything queued as one batch, with the lock released during I/O.
+    fn lead_group_commit<'a>(
+        &'a self,
+        mut writer: MutexGuard<'a, WriterState>,
+    ) -> MutexGuard<'a, WriterState> {
+        let batch = std::mem::take(&mut writer.queue);
+        let sync = std::mem::take(&mut writer.queue_wants_sync);
+        writer.leader_active = true;
+        drop(writer);
+
+        let batch_last = batch.last().map(|record| record.seq).unwrap_or_default();
+        let res = self.storage.write(&batch, sync);
+
+        let mut writer = self.lock_writer();
+        writer.leader_active = false;
+        match res {
+            Ok(()) => {
+                assert!(batch_last > writer.written_seq, "batches are written in order");
+                writer.written_seq = batch_last;
+                if sync {
+                    writer.durable_seq = batch_last;
+                    self.n_syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                self.n_writes.fetch_add(1, Ordering::Relaxed);
+                self.n_entries_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(err) => {
+                writer.poisoned.get_or_insert(err.message);
+            }
+        }
+        self.progress.notify_all();
+        writer
+    }
+
+    /// Makes every entry appended so far durable, including [`Durability::Deferred`] ones, and
+    /// returns the last durable sequence.
+    pub fn sync(&self) -> Result<Seq> {
+        let mut writer = self.lock_writer();
+        let target = Seq(writer.next_seq.0 - 1);
+        if writer.durable_seq >= target {
+            return Ok(writer.durable_seq);
+        }
+        // Wait until everything queued is written, then fsync outside the lock.
+        writer = self.lock_until_written(writer, target)?;
+        drop(writer);
+        let res = self.storage.sync();
+        let mut writer = self.lock_writer();
+        match res {
+            Ok(()) => {
+                writer.durable_seq = writer.durable_seq.max(target);
+                self.n_syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(writer.durable_seq)
+            }
+            Err(err) => {
+                let cause = writer.poisoned.get_or_insert(err.message).clone();
+                self.progress.notify_all();
+                Err(Error::Poisoned { cause })
+            }
+        }
+    }
+
+    fn lock_until_written<'a>(
+        &'a self,
+        mut writer: MutexGuard<'a, WriterState>,
+        target: Seq,
+    ) -> Result<MutexGuard<'a, WriterState>> {
+        loop {
+            if let Some(cause) = &writer.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if writer.written_seq >= target {
+                return Ok(writer);
+            }
+            if writer.leader_active || writer.queue.is_empty() {
+                writer = self.progress.wait(writer).unwrap_or_else(|poison| poison.into_inner());
+            } else {
+                writer = self.lead_group_commit(writer);
+            }
+        }
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that matters:
+        // every mutation under the lock is a plain field assignment.
+        self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The last sequence written (visible to readers; durable only up to [`Log::durable_seq`]).
+    pub fn last_seq(&self) -> Seq {
+        self.lock_writer().written_seq
+    }
+
+    /// The last sequence known to be on stable storage.
+    pub fn durable_seq(&self) -> Seq {
+        self.lock_writer().durable_seq
+    }
+
+    /// The entry at `seq`, or `None` past the end.
+    pub fn get(&self, seq: Seq) -> Result<Option<Entry>> {
+        match self.storage.get(seq).map_err(|err| read_error(seq, err))? {
+            None => Ok(None),
+            Some(bytes) => decode_record(seq, &bytes).map(Some),
+        }
+    }
+
+    /// Visits entries from `from` (inclusive; `Seq::ZERO` means the start) in order, until `visit`
+    /// breaks or the log ends. Stops with an error at the first damaged record or gap.
+    pub fn scan(
+        &self,
+        from: Seq,
+        mut visit: impl FnMut(Seq, Entry) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mut expected = from.max(Seq(1));
+        let mut failure = None;
+        let res = self.storage.scan(from, &mut |seq, bytes| {
+            if seq != expected {
+                failure = Some(Error::Gap { missing: expected });
+                return ControlFlow::Break(());
+            }
+            expected = seq.next();
+            match decode_record(seq, bytes) {
+                Ok(entry) => visit(seq, entry),
+                Err(err) => {
+                    failure = Some(err);
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        res.map_err(|err| read_error(expected, err))
+    }
+
+    /// Up to `n_max` entries from `from` (inclusive), for paging through the log.
+    pub fn read_range(&self, from: Seq, n_max: usize) -> Result<Vec<(Seq, Entry)>> {
+        let mut entries = Vec::new();
+        if n_max == 0 {
+            return Ok(entries);
+        }
+        self.scan(from, |seq, entry| {
+            entries.push((seq, entry));
+            if entries.len() >= n_max { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })?;
+        Ok(entries)
+    }
+
+    /// The last sequence recorded at or before `time` (`Seq::ZERO` if none): "the log as of
+    /// `time`" is the prefix up to it. One index seek, not a scan.
+    pub fn seq_at(&self, time: Timestamp) -> Result<Seq> {
+        self.storage.seq_at(time).map_err(|err| read_error(Seq::ZERO, err))
+    }
+
+    /// Reads the whole log and checks every record: checksum, decode, no gaps, time order.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport { n_entries: 0, last_seq: Seq::ZERO };
+        let mut last_time = Timestamp(i64::MIN);
+        let mut regressed = None;
+        self.scan(Seq(1), |seq, entry| {
+            if entry.recorded_at < last_time {
+                regressed = Some(Error::Corrupt {
+                    seq,
+                    detail: format!("recorded_at {} is before {last_time}", entry.recorded_at),
+                });
+                return ControlFlow::Break(());
+            }
+            last_time = entry.recorded_at;
+            report.n_entries += 1;
+            report.last_seq = seq;
+            ControlFlow::Continue(())
+        })?;
+        match regressed {
+            Some(err) => Err(err),
+            None => Ok(report),
+        }
+    }
+
+    /// Stores an opaque snapshot of derived state taken after applying entries up to `seq`, framed
+    /// and checksummed like a record (codec id [`SNAPSHOT_CODEC_OPAQUE`]), and keeps only the newest
+    /// `n_keep` snapshots. Snapshots are an optimisation: losing one never loses data.
+    pub fn save_snapshot(&self, seq: Seq, bytes: &[u8], n_keep: usize) -> Result<()> {
+        let record = frame::frame(seq, SNAPSHOT_CODEC_OPAQUE, bytes, crc32c::crc32c(bytes));
+        let storage_error = |err: StorageError| Error::Storage { message: err.message };
+        self.storage.put_snapshot(seq, &record).map_err(storage_error)?;
+        let seqs = self.storage.snapshot_seqs(Seq(u64::MAX)).map_err(storage_error)?;
+        for old in seqs.into_iter().skip(n_keep.max(1)) {
+            self.storage.delete_snapshot(old).map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    /// The sequences of stored snapshots at or before `seq`, newest first.
+    pub fn snapshots_at_or_before(&self, seq: Seq) -> Result<Vec<Seq>> {
+        self.storage.snapshot_seqs(seq).map_err(|err| read_error(seq, err))
+    }
+
+    /// The verified bytes of the snapshot taken at `seq`. A damaged snapshot is
+    /// [`Error::Corrupt`]; callers discard it and replay the log instead.
+    pub fn load_snapshot(&self, seq: Seq) -> Result<Option<Vec<u8>>> {
+        let Some(record) = self.storage.get_snapshot(seq).map_err(|err| read_error(seq, err))?
+        else {
+            return Ok(None);
+        };
+        let verified = frame::verify(seq, &record)
+            .map_err(|detail| Error::Corrupt { seq, detail: format!("snapshot: {detail}") })?;
+        if verified.codec_id != SNAPSHOT_CODEC_OPAQUE {
+            return Err(Error::Corrupt { seq, detail: "snapshot with a record codec".to_owned() });
+        }
+        Ok(Some(verified.payload.to_vec()))
+    }
+
+    /// Replaces a stored snapshot's bytes without checks, to simulate damage in tests.
+    #[doc(hidden)]
+    pub fn overwrite_snapshot_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
+        self.storage.put_snapshot(seq, bytes).map_err(|err| Error::Storage { message: err.message })
+    }
+
+    /// Monitoring counters.
+    pub fn stats(&self) -> LogStats {
+        LogStats {
+            n_writes: self.n_writes.load(Ordering::Relaxed),
+            n_syncs: self.n_syncs.load(Ordering::Relaxed),
+            n_entries_written: self.n_entries_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Syncs, flushes and closes, reporting errors that dropping would swallow.
+    pub fn close(self) -> Result<()> {
+        self.sync()?;
+        self.storage.close().map_err(|err| Error::Storage { message: err.message })
+    }
+
+    /// Overwrites the stored bytes of record `seq` without any check, to simulate on-disk damage in
+    /// tests. Never use it otherwise.
+    #[doc(hidden)]
+    pub fn overwrite_record_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
+        self.storage
+            .overwrite_for_tests(seq, bytes)
+            .map_err(|err| Error::Storage { message: err.message })
+    }
+
+    /// The framed bytes of record `seq` as stored, for tests that damage them.
+    #[doc(hidden)]
+    pub fn raw_record_for_tests(&self, seq: Seq) -> Result<Option<Vec<u8>>> {
+        self.storage.get(seq).map_err(|err| read_error(seq, err))
+    }
+}
+
+fn read_error(seq: Seq, err: StorageError) -> Error {
+    if err.corruption {
+        Error::Corrupt { seq, detail: err.message }
+    } else {
+        Error::Storage { message: err.message }
+    }
+}
+
+/// Verifies and decodes one stored record. The only path from stored bytes to an [`Entry`].
+fn decode_record(seq: Seq, bytes: &[u8]) -> Result<Entry> {
+    let corrupt = |detail: String| Error::Corrupt { seq, detail };
+    let verified = frame::verify(seq, bytes).map_err(corrupt)?;
+    if verified.codec_id != codec::CODEC_BINCODE2_SERDE {
+        return Err(corrupt(format!("unknown codec id {}", verified.codec_id)));
+    }
+    codec::decode(verified.payload).map_err(|err| corrupt(format!("undecodable payload: {err}")))
+}

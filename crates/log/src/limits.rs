@@ -1,0 +1,12 @@
+//! Every limit of the log, named, with its unit and the reason for its value.
+
+/// Largest encoded entry payload. An entry records one request: even a modify with hundreds of
+/// identity changes stays far below this, so anything larger is a bug or an attack, and bounding
+/// it bounds the memory a corrupt length field can make a reader allocate.
+pub const ENTRY_PAYLOAD_BYTES_MAX: usize = 1 << 20;
+
+/// Most entries in one `append_batch` call. Bulk imports cut their input into batches; a bound keeps
+/// one RocksDB write batch (and the memory behind it) small enough to commit in well under a second.
+pub const BATCH_ENTRIES_MAX: usize = 65_536;
+
+const _: () = assert!(ENTRY_PAYLOAD_BYTES_MAX <= u32::MAX as usize, "length is framed as u32");

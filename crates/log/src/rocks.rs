@@ -1,0 +1,212 @@
+//! The RocksDB backend: the only code in idgraph that touches the filesystem for the log.
+//!
+//! Layout, three column families in one database:
+//! - `entries`: key = sequence as u64 big endian (so key order is log order), value = framed record;
+//! - `time`: key = recorded time (i64 µs, sign bit flipped, big endian) ‖ sequence (u64 big endian),
+//!   value empty: the time → sequence index behind "as of 2026-05-01T12:00Z";
+//! - `meta`: `format` = the on-disk format name, checked on open;
+//! - `snapshots`: key = sequence (u64 big endian), value = a framed projection snapshot.
+//!
+//! Every batch of records and its index keys go into one RocksDB `WriteBatch`, so they become
+//! visible, and durable, together. A write with `sync` fsyncs the write-ahead log before returning;
+//! RocksDB syncs earlier unsynced WAL files too, so a synced record implies every earlier one.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use idgraph_model::{Seq, Timestamp};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Direction,
+    ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::storage::{Storage, StorageError, StoredRecord};
+
+const CF_ENTRIES: &str = "entries";
+const CF_TIME: &str = "time";
+const CF_META: &str = "meta";
+const CF_SNAPSHOTS: &str = "snapshots";
+const META_FORMAT_KEY: &[u8] = b"format";
+/// The format name stored in `meta`. Bumped only with a change that an older build cannot read.
+pub(crate) const FORMAT_NAME: &[u8] = b"idgraph-log/1";
+
+#[derive(Debug)]
+pub(crate) struct RocksStorage {
+    db: DB,
+    path: PathBuf,
+}
+
+fn storage_error(err: rocksdb::Error) -> StorageError {
+    StorageError { corruption: err.kind() == ErrorKind::Corruption, message: err.into_string() }
+}
+
+fn time_key(time: Timestamp, seq: Seq) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let (time_part, seq_part) = key.split_at_mut(8);
+    // Flipping the sign bit makes big-endian byte order agree with signed integer order.
+    time_part.copy_from_slice(&((time.0 as u64) ^ (1 << 63)).to_be_bytes());
+    seq_part.copy_from_slice(&seq.0.to_be_bytes());
+    key
+}
+
+fn seq_from_key(key: &[u8]) -> Result<Seq, StorageError> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| StorageError {
+        message: format!("entry key of {} bytes", key.len()),
+        corruption: true,
+    })?;
+    Ok(Seq(u64::from_be_bytes(bytes)))
+}
+
+impl RocksStorage {
+    /// Opens (creating if missing) the database at `path`. Returns the storage and whether the
+    /// database was newly created.
+    pub(crate) fn open(path: &Path) -> Result<RocksStorage, StorageError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // A torn last WAL record can only be a write that was never acknowledged (a crash during
+        // the write); anything else that fails its checksum stops recovery with an error.
+        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        options.set_paranoid_checks(true);
+        options.set_compression_type(DBCompressionType::None);
+        options.set_keep_log_file_num(4);
+        let column_families = [CF_ENTRIES, CF_TIME, CF_META, CF_SNAPSHOTS].map(|name| {
+            let mut cf_options = Options::default();
+            cf_options.set_compression_type(DBCompressionType::None);
+            ColumnFamilyDescriptor::new(name, cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, path, column_families).map_err(storage_error)?;
+        let storage = RocksStorage { db, path: path.to_owned() };
+        storage.check_format()?;
+        Ok(storage)
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // The column families are created by `open` before any other call can run.
+        self.db.cf_handle(name).expect("column family created on open")
+    }
+
+    fn check_format(&self) -> Result<(), StorageError> {
+        let meta = self.cf(CF_META);
+        match self.db.get_cf(meta, META_FORMAT_KEY).map_err(storage_error)? {
+            Some(found) if found == FORMAT_NAME => Ok(()),
+            Some(found) => Err(StorageError {
+                message: format!(
+                    "{} holds log format {:?}, this build reads {:?}",
+                    self.path.display(),
+                    String::from_utf8_lossy(&found),
+                    String::from_utf8_lossy(FORMAT_NAME)
+                ),
+                corruption: false,
+            }),
+            None => {
+                let mut write_options = WriteOptions::default();
+                write_options.set_sync(true);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, META_FORMAT_KEY, FORMAT_NAME);
+                self.db.write_opt(batch, &write_options).map_err(storage_error)
+            }
+        }
+    }
+}
+
+impl Storage for RocksStorage {
+    fn write(&self, records: &[StoredRecord], sync: bool) -> Result<(), StorageError> {
+        let (entries, time) = (self.cf(CF_ENTRIES), self.cf(CF_TIME));
+        let mut batch = WriteBatch::default();
+        for record in records {
+            batch.put_cf(entries, record.seq.0.to_be_bytes(), &record.bytes);
+            batch.put_cf(time, time_key(record.recorded_at, record.seq), []);
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        self.db.write_opt(batch, &write_options).map_err(storage_error)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true).map_err(storage_error)
+    }
+
+    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get_cf(self.cf(CF_ENTRIES), seq.0.to_be_bytes()).map_err(storage_error)
+    }
+
+    fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
+        let mut iter = self.db.iterator_cf(self.cf(CF_ENTRIES), IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(Err(err)) => Err(storage_error(err)),
+            Some(Ok((key, value))) => Ok(Some((seq_from_key(&key)?, value.into_vec()))),
+        }
+    }
+
+    fn scan(
+        &self,
+        from: Seq,
+        visit: &mut dyn FnMut(Seq, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let mut read_options = ReadOptions::default();
+        read_options.fill_cache(false);
+        read_options.set_readahead_size(4 << 20);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_ENTRIES), read_options);
+        iter.seek(from.0.to_be_bytes());
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            if visit(seq_from_key(key)?, value).is_break() {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(storage_error)
+    }
+
+    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
+        let bound = time_key(time, Seq(u64::MAX));
+        let mut iter =
+            self.db.iterator_cf(self.cf(CF_TIME), IteratorMode::From(&bound, Direction::Reverse));
+        match iter.next() {
+            None => Ok(Seq::ZERO),
+            Some(Err(err)) => Err(storage_error(err)),
+            Some(Ok((key, _))) => seq_from_key(key.get(8..).unwrap_or_default()),
+        }
+    }
+
+    fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_SNAPSHOTS), seq.0.to_be_bytes(), bytes);
+        self.db.write_opt(batch, &write_options).map_err(storage_error)
+    }
+
+    fn snapshot_seqs(&self, at_or_before: Seq) -> Result<Vec<Seq>, StorageError> {
+        let bound = at_or_before.0.to_be_bytes();
+        let mode = IteratorMode::From(&bound, Direction::Reverse);
+        let mut seqs = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_SNAPSHOTS), mode) {
+            let (key, _) = item.map_err(storage_error)?;
+            seqs.push(seq_from_key(&key)?);
+        }
+        Ok(seqs)
+    }
+
+    fn get_snapshot(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get_cf(self.cf(CF_SNAPSHOTS), seq.0.to_be_bytes()).map_err(storage_error)
+    }
+
+    fn delete_snapshot(&self, seq: Seq) -> Result<(), StorageError> {
+        self.db.delete_cf(self.cf(CF_SNAPSHOTS), seq.0.to_be_bytes()).map_err(storage_error)
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        // Flushing memtables makes the next open fast (nothing to replay from the WAL) and puts
+        // every record in a checksummed table file.
+        self.db
+            .flush_cfs_opt(&[self.cf(CF_ENTRIES), self.cf(CF_TIME)], &Default::default())
+            .map_err(storage_error)
+    }
+
+    fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
+        self.db.put_cf(self.cf(CF_ENTRIES), seq.0.to_be_bytes(), bytes).map_err(storage_error)
+    }
+}

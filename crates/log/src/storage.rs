@@ -1,0 +1,74 @@
+//! The storage seam: what the writer and readers need from a key-value backend. Two backends
+//! implement it: RocksDB ([`crate::rocks`]) and memory ([`crate::memory`]). Everything above this
+//! trait (sequencing, group commit, framing, poisoning) is shared, so the in-memory log behaves
+//! exactly like the durable one except for durability itself.
+
+use std::ops::ControlFlow;
+
+use idgraph_model::{Seq, Timestamp};
+
+/// One framed record ready to be written.
+#[derive(Debug)]
+pub(crate) struct StoredRecord {
+    pub(crate) seq: Seq,
+    pub(crate) recorded_at: Timestamp,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// A backend failure, with the backend's own description. `corruption` is set when the backend
+/// itself detected damaged data (a RocksDB block checksum, say).
+#[derive(Debug, Clone)]
+pub(crate) struct StorageError {
+    pub(crate) message: String,
+    pub(crate) corruption: bool,
+}
+
+impl StorageError {
+    pub(crate) fn io(message: impl Into<String>) -> StorageError {
+        StorageError { message: message.into(), corruption: false }
+    }
+}
+
+pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
+    /// Writes `records` atomically, in order. With `sync`, returns only once they are on stable
+    /// storage together with everything written before them.
+    fn write(&self, records: &[StoredRecord], sync: bool) -> Result<(), StorageError>;
+
+    /// Makes everything written so far durable.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// The record at `seq`, if present.
+    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The last record, if any.
+    fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError>;
+
+    /// Visits records with sequence `>= from` in order until `visit` breaks or the log ends.
+    fn scan(
+        &self,
+        from: Seq,
+        visit: &mut dyn FnMut(Seq, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StorageError>;
+
+    /// The last sequence recorded at or before `time`, or `Seq::ZERO`.
+    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError>;
+
+    /// Stores a framed snapshot taken at `seq`, durably, replacing any snapshot at that sequence.
+    fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// The snapshots stored, newest first, at or before `seq`: their sequences only.
+    fn snapshot_seqs(&self, at_or_before: Seq) -> Result<Vec<Seq>, StorageError>;
+
+    /// The framed snapshot taken at `seq`.
+    fn get_snapshot(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Removes the snapshot taken at `seq`.
+    fn delete_snapshot(&self, seq: Seq) -> Result<(), StorageError>;
+
+    /// Flushes buffers and releases resources ahead of drop, reporting errors drop would swallow.
+    fn close(&self) -> Result<(), StorageError>;
+
+    /// Replaces the stored bytes of an existing record without any checks. Only for tests that
+    /// simulate on-disk damage.
+    fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;
+}

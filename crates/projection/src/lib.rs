@@ -1,0 +1,643 @@
+//! # idgraph-projection
+//!
+//! Folds log entries into the identity graph: a petgraph [`Graph`] whose nodes are identities
+//! (`type=value` within a *world*, that is an identity scope and an environment) and profiles (an
+//! MPID), with a `LooksUp` edge from each identity to each profile it resolves to and an `Alias`
+//! edge from an alias source to its destination. Around the graph sit the indexes resolution needs.
+//!
+//! ## Architecture invariants
+//! - **Derived state.** Nothing writes here except [`Projection::apply`]; replaying the log from
+//!   sequence 1 rebuilds the projection exactly ([`Projection::content_digest`] proves it).
+//! - **Sans-IO and deterministic.** No files, clocks, threads or randomness that reaches a result.
+//!   Hash tables (hashbrown, randomly seeded against hash flooding) are only probed, never iterated;
+//!   every list returned is sorted.
+//! - **Bad data is a diagnostic**, with its sequence, never a panic or a silent skip.
+//! - petgraph indices stay inside: the API speaks [`ProfileId`], [`IdentityId`], [`WorldId`].
+//!
+//! ## Memory
+//! Identity strings are interned once in one arena ([`interner`]); node and edge indices are 32-bit.
+//! Identity nodes are never removed (a detached identity keeps its node and id), so ids are stable.
+
+#[cfg(feature = "generate")]
+pub mod generate;
+mod interner;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hashbrown::HashMap;
+use idgraph_model::{
+    DetachReason, Entry, Environment, Event, Identity, IdentityType, IdentityTypeSet, Mpid,
+    Outcome, Seq, Timestamp,
+};
+use petgraph::Direction::{Incoming, Outgoing};
+use petgraph::graph::{EdgeIndex, Graph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use smallvec::SmallVec;
+
+pub use crate::interner::IdentityId;
+use crate::interner::{Interner, Key};
+pub use crate::snapshot::SnapshotError;
+
+/// A world: one identity scope in one environment. Nothing resolves across worlds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorldId(pub(crate) u16);
+
+/// A profile, by its dense index in the projection (stable for the projection's life, and the same
+/// after a replay of the same log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProfileId(pub(crate) u32);
+
+/// A 128-bit digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Digest(pub u128);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Something wrong with the data in the log, found while folding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The entry that carried it.
+    pub seq: Seq,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Most diagnostics kept in memory; later ones are counted only.
+pub const DIAGNOSTICS_KEPT_MAX: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Identity(IdentityId),
+    Profile(ProfileId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    /// identity → profile: the identity looks the profile up.
+    LooksUp,
+    /// source → destination, with the index of the alias record.
+    Alias(u32),
+}
+
+/// Per-profile state kept beside the graph.
+#[derive(Debug, Clone)]
+struct Profile {
+    mpid: Mpid,
+    world: WorldId,
+    node: NodeIndex<u32>,
+    created: Timestamp,
+    last_seen: Timestamp,
+    /// The types of the identities it holds now.
+    types: IdentityTypeSet,
+    /// How many identities it holds now.
+    n_identities: u32,
+    was_alias_source: bool,
+    was_alias_destination: bool,
+}
+
+/// An accepted alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// The profile whose history is attributed to `destination`.
+    pub source: Mpid,
+    /// The profile that receives it.
+    pub destination: Mpid,
+    /// Window start.
+    pub start: Timestamp,
+    /// Window end.
+    pub end: Timestamp,
+    /// The entry that recorded it.
+    pub seq: Seq,
+}
+
+/// A read-only view of one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileView {
+    /// Its MPID.
+    pub mpid: Mpid,
+    /// The world it lives in.
+    pub world: WorldId,
+    /// When it was created.
+    pub created: Timestamp,
+    /// When a request last resolved to it (or modified it).
+    pub last_seen: Timestamp,
+    /// The types of identities it holds.
+    pub types: IdentityTypeSet,
+    /// How many identities it holds; 0 means orphaned.
+    pub n_identities: u32,
+    /// Whether it has been the source of an accepted alias.
+    pub was_alias_source: bool,
+    /// Whether it has been the destination of an accepted alias.
+    pub was_alias_destination: bool,
+}
+
+impl ProfileView {
+    /// An orphaned profile holds no identity and can never be returned by a lookup.
+    pub fn is_orphaned(&self) -> bool {
+        self.n_identities == 0
+    }
+}
+
+/// The folded state of a log prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    graph: Graph<Node, Edge, petgraph::Directed, u32>,
+    worlds: Vec<(String, Environment)>,
+    world_index: BTreeMap<(String, Environment), WorldId>,
+    interner: Interner,
+    /// `identity_nodes[id]` is the graph node of identity `id`.
+    identity_nodes: Vec<NodeIndex<u32>>,
+    profiles: Vec<Profile>,
+    /// MPID → profile. Probed only, never iterated (see the crate docs).
+    mpid_index: HashMap<Mpid, ProfileId>,
+    aliases: Vec<AliasRecord>,
+    last_seq: Seq,
+    last_time: Timestamp,
+    running_digest: Digest,
+    diagnostics: Vec<Diagnostic>,
+    n_diagnostics: u64,
+}
+
+/// [`Projection::apply`] was called with an entry that does not follow the last one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {given} applied after {last}: entries must be applied in sequence")]
+pub struct OutOfSequence {
+    /// The last applied sequence.
+    pub last: Seq,
+    /// The sequence given.
+    pub given: Seq,
+}
+
+impl Projection {
+    /// An empty projection (the state before sequence 1).
+    pub fn new() -> Projection {
+        Projection::default()
+    }
+
+    /// Folds one entry. `seq` must be the next sequence. Problems with the entry's data become
+    /// [`Diagnostic`]s; the rest of the entry still applies.
+    pub fn apply(&mut self, seq: Seq, entry: &Entry) -> Result<(), OutOfSequence> {
+        if seq != self.last_seq.next() {
+            return Err(OutOfSequence { last: self.last_seq, given: seq });
+        }
+        self.last_seq = seq;
+        self.last_time = self.last_time.max(entry.recorded_at);
+        let world = self.intern_world(&entry.request.scope, entry.request.environment);
+        for event in &entry.events {
+            self.apply_event(seq, world, entry.recorded_at, event);
+        }
+        match &entry.outcome {
+            Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => {
+                if let Some(profile) = self.mpid_index.get(mpid).copied() {
+                    let profile = &mut self.profiles[profile.0 as usize];
+                    profile.last_seen = profile.last_seen.max(entry.recorded_at);
+                } else {
+                    self.diagnose(seq, format!("outcome names unknown MPID {mpid}"));
+                }
+            }
+            Outcome::AliasAccepted
+            | Outcome::AliasIgnored { .. }
+            | Outcome::AdminApplied { .. } => {}
+        }
+        self.running_digest = digest::chain(self.running_digest, seq, world, entry);
+        Ok(())
+    }
+
+    fn apply_event(&mut self, seq: Seq, world: WorldId, time: Timestamp, event: &Event) {
+        match event {
+            Event::ProfileCreated { mpid } => {
+                if self.mpid_index.contains_key(mpid) {
+                    return self.diagnose(seq, format!("profile {mpid} created twice"));
+                }
+                self.create_profile(*mpid, world, time);
+            }
+            Event::IdentityAttached { mpid, identity } => {
+                let Some(profile) = self.profile_in_world(seq, *mpid, world) else { return };
+                self.attach(seq, profile, identity);
+            }
+            Event::IdentityDetached { mpid, identity, reason } => {
+                let Some(profile) = self.profile_in_world(seq, *mpid, world) else { return };
+                self.detach(seq, profile, identity, reason);
+            }
+            Event::AliasRecorded { source, destination, start, end } => {
+                let source_id = self.profile_in_world(seq, *source, world);
+                let destination_id = self.profile_in_world(seq, *destination, world);
+                let (Some(source_id), Some(destination_id)) = (source_id, destination_id) else {
+                    return;
+                };
+                let record = AliasRecord {
+                    source: *source,
+                    destination: *destination,
+                    start: *start,
+                    end: *end,
+                    seq,
+                };
+                self.add_alias(source_id, destination_id, record);
+            }
+        }
+    }
+
+    fn create_profile(&mut self, mpid: Mpid, world: WorldId, time: Timestamp) -> ProfileId {
+        let id = ProfileId(self.profiles.len() as u32);
+        let node = self.graph.add_node(Node::Profile(id));
+        self.profiles.push(Profile {
+            mpid,
+            world,
+            node,
+            created: time,
+            last_seen: time,
+            types: IdentityTypeSet::EMPTY,
+            n_identities: 0,
+            was_alias_source: false,
+            was_alias_destination: false,
+        });
+        self.mpid_index.insert(mpid, id);
+        id
+    }
+
+    fn add_alias(&mut self, source: ProfileId, destination: ProfileId, record: AliasRecord) {
+        let idx = self.aliases.len() as u32;
+        self.aliases.push(record);
+        let (source_node, destination_node) =
+            (self.profiles[source.0 as usize].node, self.profiles[destination.0 as usize].node);
+        self.graph.add_edge(source_node, destination_node, Edge::Alias(idx));
+        self.profiles[source.0 as usize].was_alias_source = true;
+        self.profiles[destination.0 as usize].was_alias_destination = true;
+    }
+
+    fn profile_in_world(&mut self, seq: Seq, mpid: Mpid, world: WorldId) -> Option<ProfileId> {
+        let Some(profile) = self.mpid_index.get(&mpid).copied() else {
+            self.diagnose(seq, format!("event names unknown MPID {mpid}"));
+            return None;
+        };
+        if self.profiles[profile.0 as usize].world != world {
+            self.diagnose(seq, format!("event crosses worlds: MPID {mpid} lives in another scope"));
+            return None;
+        }
+        Some(profile)
+    }
+
+    fn attach(&mut self, seq: Seq, profile: ProfileId, identity: &Identity) {
+        let world = self.profiles[profile.0 as usize].world;
+        let key = Key { world, identity_type: identity.identity_type, value: &identity.value };
+        let identity_id = match self.interner.intern(key) {
+            Ok((id, true)) => {
+                let node = self.graph.add_node(Node::Identity(id));
+                self.identity_nodes.push(node);
+                id
+            }
+            Ok((id, false)) => id,
+            Err(_) => return self.diagnose(seq, "identity arena is full (4 GiB)".to_owned()),
+        };
+        let identity_node = self.identity_nodes[identity_id.0 as usize];
+        let profile_node = self.profiles[profile.0 as usize].node;
+        if self.find_lookup_edge(identity_node, profile_node).is_some() {
+            return self.diagnose(seq, format!("{identity} attached twice"));
+        }
+        self.graph.add_edge(identity_node, profile_node, Edge::LooksUp);
+        let profile = &mut self.profiles[profile.0 as usize];
+        profile.types.insert(identity.identity_type);
+        profile.n_identities += 1;
+    }
+
+    fn detach(&mut self, seq: Seq, profile: ProfileId, identity: &Identity, reason: &DetachReason) {
+        let world = self.profiles[profile.0 as usize].world;
+        let key = Key { world, identity_type: identity.identity_type, value: &identity.value };
+        let edge = self.interner.get(key).and_then(|identity_id| {
+            let identity_node = self.identity_nodes[identity_id.0 as usize];
+            self.find_lookup_edge(identity_node, self.profiles[profile.0 as usize].node)
+        });
+        let Some(edge) = edge else {
+            let mpid = self.profiles[profile.0 as usize].mpid;
+            return self.diagnose(
+                seq,
+                format!("{identity} detached from {mpid} ({reason:?}) but not attached"),
+            );
+        };
+        self.graph.remove_edge(edge);
+        let types = self.identity_types_of(profile);
+        let profile = &mut self.profiles[profile.0 as usize];
+        profile.n_identities -= 1;
+        profile.types = types;
+    }
+
+    fn identity_types_of(&self, profile: ProfileId) -> IdentityTypeSet {
+        self.identities_of(profile)
+            .iter()
+            .map(|id| self.interner.resolve(*id).identity_type)
+            .collect()
+    }
+
+    fn find_lookup_edge(
+        &self,
+        identity: NodeIndex<u32>,
+        profile: NodeIndex<u32>,
+    ) -> Option<EdgeIndex<u32>> {
+        // An identity looks up few profiles, so a scan of its outgoing edges is cheap.
+        self.graph
+            .edges_directed(identity, Outgoing)
+            .find(|edge| edge.target() == profile && *edge.weight() == Edge::LooksUp)
+            .map(|edge| edge.id())
+    }
+
+    fn intern_world(&mut self, scope: &str, environment: Environment) -> WorldId {
+        if let Some(world) = self.world_index.get(&(scope.to_owned(), environment)) {
+            return *world;
+        }
+        let world = WorldId(self.worlds.len() as u16);
+        self.worlds.push((scope.to_owned(), environment));
+        self.world_index.insert((scope.to_owned(), environment), world);
+        world
+    }
+
+    fn diagnose(&mut self, seq: Seq, message: String) {
+        self.n_diagnostics += 1;
+        if self.diagnostics.len() < DIAGNOSTICS_KEPT_MAX {
+            self.diagnostics.push(Diagnostic { seq, message });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Reads.
+
+    /// The last applied sequence (`Seq::ZERO` when empty).
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// The latest `recorded_at` applied.
+    pub fn last_time(&self) -> Timestamp {
+        self.last_time
+    }
+
+    /// The world of `scope` in `environment`, if any entry has touched it.
+    pub fn world(&self, scope: &str, environment: Environment) -> Option<WorldId> {
+        // BTreeMap lookups by a borrowed tuple need an owned key; worlds are few and short.
+        self.world_index.get(&(scope.to_owned(), environment)).copied()
+    }
+
+    /// The identity `identity_type=value` in `world`, if ever seen.
+    pub fn identity_id(
+        &self,
+        world: WorldId,
+        identity_type: IdentityType,
+        value: &str,
+    ) -> Option<IdentityId> {
+        self.interner.get(Key { world, identity_type, value })
+    }
+
+    /// The type and value of an identity.
+    pub fn identity(&self, id: IdentityId) -> (IdentityType, &str) {
+        let key = self.interner.resolve(id);
+        (key.identity_type, key.value)
+    }
+
+    /// The profiles `identity` looks up now, sorted by [`ProfileId`].
+    pub fn profiles_of(&self, identity: IdentityId) -> SmallVec<[ProfileId; 4]> {
+        let node = self.identity_nodes[identity.0 as usize];
+        let mut profiles: SmallVec<[ProfileId; 4]> = self
+            .graph
+            .edges_directed(node, Outgoing)
+            .filter(|edge| *edge.weight() == Edge::LooksUp)
+            .filter_map(|edge| match self.graph[edge.target()] {
+                Node::Profile(profile) => Some(profile),
+                Node::Identity(_) => None,
+            })
+            .collect();
+        profiles.sort_unstable();
+        profiles
+    }
+
+    /// The identities `profile` holds now, sorted by [`IdentityId`] (first-seen order).
+    pub fn identities_of(&self, profile: ProfileId) -> SmallVec<[IdentityId; 8]> {
+        let node = self.profiles[profile.0 as usize].node;
+        let mut identities: SmallVec<[IdentityId; 8]> = self
+            .graph
+            .edges_directed(node, Incoming)
+            .filter(|edge| *edge.weight() == Edge::LooksUp)
+            .filter_map(|edge| match self.graph[edge.source()] {
+                Node::Identity(identity) => Some(identity),
+                Node::Profile(_) => None,
+            })
+            .collect();
+        identities.sort_unstable();
+        identities
+    }
+
+    /// The identities of `profile` as owned values, sorted by type then value.
+    pub fn identities_of_sorted(&self, profile: ProfileId) -> Vec<Identity> {
+        let mut identities: Vec<Identity> = self
+            .identities_of(profile)
+            .iter()
+            .map(|id| {
+                let (identity_type, value) = self.identity(*id);
+                Identity::new(identity_type, value)
+            })
+            .collect();
+        identities.sort();
+        identities
+    }
+
+    /// Whether `profile` holds `identity` now.
+    pub fn holds(&self, profile: ProfileId, identity: IdentityId) -> bool {
+        let identity_node = self.identity_nodes[identity.0 as usize];
+        self.find_lookup_edge(identity_node, self.profiles[profile.0 as usize].node).is_some()
+    }
+
+    /// The profile with this MPID, in any world.
+    pub fn profile_id(&self, mpid: Mpid) -> Option<ProfileId> {
+        self.mpid_index.get(&mpid).copied()
+    }
+
+    /// A view of one profile.
+    pub fn profile(&self, profile: ProfileId) -> ProfileView {
+        let p = &self.profiles[profile.0 as usize];
+        ProfileView {
+            mpid: p.mpid,
+            world: p.world,
+            created: p.created,
+            last_seen: p.last_seen,
+            types: p.types,
+            n_identities: p.n_identities,
+            was_alias_source: p.was_alias_source,
+            was_alias_destination: p.was_alias_destination,
+        }
+    }
+
+    /// The MPID of a profile.
+    pub fn mpid(&self, profile: ProfileId) -> Mpid {
+        self.profiles[profile.0 as usize].mpid
+    }
+
+    /// How many profiles exist (orphaned included).
+    pub fn n_profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// How many distinct identities have been seen.
+    pub fn n_identities(&self) -> usize {
+        self.interner.len()
+    }
+
+    /// How many identity → profile lookups exist now.
+    pub fn n_lookups(&self) -> usize {
+        self.graph.edge_count() - self.aliases.len()
+    }
+
+    /// Accepted aliases, in log order.
+    pub fn aliases(&self) -> &[AliasRecord] {
+        &self.aliases
+    }
+
+    /// Accepted aliases whose source is `mpid`.
+    pub fn aliases_from(&self, mpid: Mpid) -> Vec<AliasRecord> {
+        let Some(profile) = self.profile_id(mpid) else { return Vec::new() };
+        let node = self.profiles[profile.0 as usize].node;
+        let mut records: Vec<AliasRecord> = self
+            .graph
+            .edges_directed(node, Outgoing)
+            .filter_map(|edge| match edge.weight() {
+                Edge::Alias(idx) => Some(self.aliases[*idx as usize]),
+                Edge::LooksUp => None,
+            })
+            .collect();
+        records.sort_by_key(|record| record.seq);
+        records
+    }
+
+    /// The diagnostics kept (at most [`DIAGNOSTICS_KEPT_MAX`]) and how many there were in all.
+    pub fn diagnostics(&self) -> (&[Diagnostic], u64) {
+        (&self.diagnostics, self.n_diagnostics)
+    }
+
+    /// A digest chained over every applied entry: equal for two projections exactly when they
+    /// folded the same entries (up to hash collisions). O(1).
+    pub fn running_digest(&self) -> Digest {
+        self.running_digest
+    }
+
+    /// A digest of the content (every world, profile, lookup and alias, in canonical order),
+    /// recomputed from the graph. Two projections with equal content digests answer every query
+    /// the same way. O(n log n).
+    pub fn content_digest(&self) -> Digest {
+        digest::content(self)
+    }
+
+    /// Heap bytes held by the graph and its indexes, by capacity (an estimate from the data
+    /// structures; benchmarks measure the allocator instead).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.graph.capacity().0 * (size_of::<Node>() + 8)
+            + self.graph.capacity().1 * (size_of::<Edge>() + 16)
+            + self.interner.heap_bytes()
+            + self.identity_nodes.capacity() * 4
+            + self.profiles.capacity() * size_of::<Profile>()
+            + self.mpid_index.capacity() * (size_of::<(Mpid, ProfileId)>() + 1)
+    }
+}
+
+mod digest {
+    //! The two digests. Both use XXH3-128 over an explicit byte encoding, never `Hash` impls, so
+    //! they are stable across builds and platforms.
+
+    use idgraph_model::{DetachReason, Entry, Event, Identity, Outcome, Seq};
+    use xxhash_rust::xxh3::Xxh3;
+
+    use super::{Digest, Projection, WorldId};
+
+    fn identity(hasher: &mut Xxh3, identity: &Identity) {
+        hasher.update(&[identity.identity_type.code()]);
+        hasher.update(&(identity.value.len() as u64).to_le_bytes());
+        hasher.update(identity.value.as_bytes());
+    }
+
+    pub(super) fn chain(previous: Digest, seq: Seq, world: WorldId, entry: &Entry) -> Digest {
+        let mut hasher = Xxh3::new();
+        hasher.update(&previous.0.to_le_bytes());
+        hasher.update(&seq.0.to_le_bytes());
+        hasher.update(&world.0.to_le_bytes());
+        hasher.update(&entry.recorded_at.0.to_le_bytes());
+        for event in &entry.events {
+            match event {
+                Event::ProfileCreated { mpid } => {
+                    hasher.update(&[0]);
+                    hasher.update(&mpid.get().to_le_bytes());
+                }
+                Event::IdentityAttached { mpid, identity: id } => {
+                    hasher.update(&[1]);
+                    hasher.update(&mpid.get().to_le_bytes());
+                    identity(&mut hasher, id);
+                }
+                Event::IdentityDetached { mpid, identity: id, reason } => {
+                    hasher.update(&[2]);
+                    hasher.update(&mpid.get().to_le_bytes());
+                    identity(&mut hasher, id);
+                    let (tag, other) = match reason {
+                        DetachReason::Modified => (0u8, 0),
+                        DetachReason::MovedTo { mpid } => (1, mpid.get()),
+                        DetachReason::AdminDetached => (2, 0),
+                        DetachReason::SplitTo { mpid } => (3, mpid.get()),
+                    };
+                    hasher.update(&[tag]);
+                    hasher.update(&other.to_le_bytes());
+                }
+                Event::AliasRecorded { source, destination, start, end } => {
+                    hasher.update(&[3]);
+                    for value in [source.get(), destination.get(), start.0, end.0] {
+                        hasher.update(&value.to_le_bytes());
+                    }
+                }
+            }
+        }
+        if let Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } = &entry.outcome {
+            hasher.update(&[9]);
+            hasher.update(&mpid.get().to_le_bytes());
+        }
+        Digest(hasher.digest128())
+    }
+
+    pub(super) fn content(projection: &Projection) -> Digest {
+        let mut hasher = Xxh3::new();
+        // Worlds in name order; within a world, profiles in MPID order; identities sorted.
+        let mut by_world: Vec<Vec<usize>> = vec![Vec::new(); projection.worlds.len()];
+        for (idx, profile) in projection.profiles.iter().enumerate() {
+            by_world[profile.world.0 as usize].push(idx);
+        }
+        for ((scope, environment), world) in &projection.world_index {
+            hasher.update(&(scope.len() as u64).to_le_bytes());
+            hasher.update(scope.as_bytes());
+            hasher.update(environment.wire_name().as_bytes());
+            let mut profiles = by_world[world.0 as usize].clone();
+            profiles.sort_unstable_by_key(|idx| projection.profiles[*idx].mpid);
+            hasher.update(&(profiles.len() as u64).to_le_bytes());
+            for idx in profiles {
+                let profile = &projection.profiles[idx];
+                for value in [profile.mpid.get(), profile.created.0, profile.last_seen.0] {
+                    hasher.update(&value.to_le_bytes());
+                }
+                let identities = projection.identities_of_sorted(super::ProfileId(idx as u32));
+                hasher.update(&(identities.len() as u64).to_le_bytes());
+                for id in &identities {
+                    identity(&mut hasher, id);
+                }
+            }
+        }
+        for alias in &projection.aliases {
+            for value in [alias.source.get(), alias.destination.get(), alias.start.0, alias.end.0] {
+                hasher.update(&value.to_le_bytes());
+            }
+            hasher.update(&alias.seq.0.to_le_bytes());
+        }
+        hasher.update(&projection.last_seq.0.to_le_bytes());
+        Digest(hasher.digest128())
+    }
+}
+
+#[cfg(test)]
+mod tests;

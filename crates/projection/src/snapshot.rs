@@ -1,0 +1,398 @@
+//! Snapshots: the projection at sequence N as bytes, so a restart folds only the tail of the log.
+//!
+//! A snapshot is an optimisation, never truth. The format is private to this crate and versioned by
+//! its magic; the log stores it framed and checksummed, and [`Projection::from_snapshot`] also checks
+//! that the content digest recomputed after loading equals the one recorded at save time. Any
+//! mismatch is an error, and the caller replays the log instead.
+//!
+//! Layout (all integers little endian; `str` = u32 length + UTF-8 bytes):
+//! ```text
+//! magic "IDGSNAP1"
+//! last_seq u64 | last_time i64 | running_digest u128 | content_digest u128
+//! worlds:     u32 count, then per world:   scope str | environment u8 (0 production, 1 development)
+//! identities: u32 count, then per identity (in IdentityId order): world u16 | type u8 | value str
+//! profiles:   u32 count, then per profile (in ProfileId order):
+//!             mpid i64 | world u16 | created i64 | last_seen i64 | flags u8 (1 source, 2 destination)
+//! nodes:      u32 count, then per node (in node index order): kind u8 (0 identity, 1 profile) | id u32
+//! lookups:    u32 count, then per lookup: identity id u32 | profile id u32
+//! aliases:    u32 count, then per alias: source profile u32 | destination profile u32
+//!             | start i64 | end i64 | seq u64
+//! diagnostics: u64 total | u32 kept, then per diagnostic: seq u64 | message str
+//! checksum:   u128, XXH3-128 of every byte before it
+//! ```
+
+use std::collections::BTreeMap;
+
+use idgraph_model::{Environment, IdentityType, IdentityTypeSet, Mpid, Seq, Timestamp};
+
+use crate::interner::Key;
+use crate::{AliasRecord, Diagnostic, Digest, Edge, Node, Profile, ProfileId, Projection, WorldId};
+
+const MAGIC: &[u8; 8] = b"IDGSNAP1";
+
+/// Why a snapshot could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad snapshot: {0}")]
+pub struct SnapshotError(pub String);
+
+fn bad(message: impl Into<String>) -> SnapshotError {
+    SnapshotError(message.into())
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, v: &str) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v.as_bytes());
+    }
+    fn count(&mut self, n: usize) {
+        self.u32(u32::try_from(n).expect("counts fit u32: ids are u32"));
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        if self.0.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
+    }
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    fn u128(&mut self) -> Result<u128, SnapshotError> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+    fn str(&mut self) -> Result<&'a str, SnapshotError> {
+        let len = self.u32()? as usize;
+        std::str::from_utf8(self.take(len)?).map_err(|_| bad("string is not UTF-8"))
+    }
+    /// A count of items at least `item_len_min` bytes each, bounded by the bytes left so that a
+    /// damaged count cannot make us allocate wildly.
+    fn count(&mut self, item_len_min: usize) -> Result<usize, SnapshotError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(item_len_min) > self.0.len() {
+            return Err(bad(format!("count {n} exceeds the remaining bytes")));
+        }
+        Ok(n)
+    }
+}
+
+impl Projection {
+    /// The projection as snapshot bytes.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(self.heap_bytes() / 2));
+        w.0.extend_from_slice(MAGIC);
+        w.u64(self.last_seq.0);
+        w.i64(self.last_time.0);
+        w.u128(self.running_digest.0);
+        w.u128(self.content_digest().0);
+        w.count(self.worlds.len());
+        for (scope, environment) in &self.worlds {
+            w.str(scope);
+            w.u8(match environment {
+                Environment::Production => 0,
+                Environment::Development => 1,
+            });
+        }
+        w.count(self.interner.len());
+        for id in 0..self.interner.len() {
+            let key = self.interner.resolve(crate::IdentityId(id as u32));
+            w.u16(key.world.0);
+            w.u8(key.identity_type.code());
+            w.str(key.value);
+        }
+        w.count(self.profiles.len());
+        for profile in &self.profiles {
+            w.i64(profile.mpid.get());
+            w.u16(profile.world.0);
+            w.i64(profile.created.0);
+            w.i64(profile.last_seen.0);
+            w.u8(u8::from(profile.was_alias_source) | u8::from(profile.was_alias_destination) << 1);
+        }
+        w.count(self.graph.node_count());
+        for node in self.graph.node_weights() {
+            match node {
+                Node::Identity(id) => {
+                    w.u8(0);
+                    w.u32(id.0);
+                }
+                Node::Profile(id) => {
+                    w.u8(1);
+                    w.u32(id.0);
+                }
+            }
+        }
+        let lookups: Vec<(u32, u32)> = self
+            .graph
+            .raw_edges()
+            .iter()
+            .filter(|edge| edge.weight == Edge::LooksUp)
+            .map(|edge| match (self.graph[edge.source()], self.graph[edge.target()]) {
+                (Node::Identity(identity), Node::Profile(profile)) => (identity.0, profile.0),
+                _ => unreachable!("lookups go from an identity to a profile"),
+            })
+            .collect();
+        w.count(lookups.len());
+        for (identity, profile) in lookups {
+            w.u32(identity);
+            w.u32(profile);
+        }
+        w.count(self.aliases.len());
+        for alias in &self.aliases {
+            w.u32(self.mpid_index[&alias.source].0);
+            w.u32(self.mpid_index[&alias.destination].0);
+            w.i64(alias.start.0);
+            w.i64(alias.end.0);
+            w.u64(alias.seq.0);
+        }
+        w.u64(self.n_diagnostics);
+        w.count(self.diagnostics.len());
+        for diagnostic in &self.diagnostics {
+            w.u64(diagnostic.seq.0);
+            w.str(&diagnostic.message);
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_128(&w.0);
+        w.u128(checksum);
+        w.0
+    }
+
+    /// Loads a projection from snapshot bytes, checking its structure and its content digest.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Projection, SnapshotError> {
+        let (body, checksum) = bytes
+            .split_at_checked(bytes.len().saturating_sub(16))
+            .ok_or_else(|| bad("truncated"))?;
+        let checksum: [u8; 16] = checksum.try_into().map_err(|_| bad("truncated"))?;
+        if xxhash_rust::xxh3::xxh3_128(body) != u128::from_le_bytes(checksum) {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut r = Reader(body);
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(bad("not an idgraph snapshot (magic)"));
+        }
+        let mut projection = Projection {
+            last_seq: Seq(r.u64()?),
+            last_time: Timestamp(r.i64()?),
+            running_digest: Digest(r.u128()?),
+            ..Projection::default()
+        };
+        let content_digest = Digest(r.u128()?);
+        load_worlds(&mut r, &mut projection)?;
+        let identity_worlds = load_identities(&mut r, &mut projection)?;
+        load_profiles(&mut r, &mut projection)?;
+        load_nodes(&mut r, &mut projection, &identity_worlds)?;
+        load_lookups(&mut r, &mut projection)?;
+        load_aliases(&mut r, &mut projection)?;
+        projection.n_diagnostics = r.u64()?;
+        for _ in 0..r.count(12)? {
+            let seq = Seq(r.u64()?);
+            projection.diagnostics.push(Diagnostic { seq, message: r.str()?.to_owned() });
+        }
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        if projection.content_digest() != content_digest {
+            return Err(bad("content digest differs from the one recorded at save time"));
+        }
+        Ok(projection)
+    }
+}
+
+fn load_worlds(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
+    let n = r.count(5)?;
+    if n > usize::from(u16::MAX) {
+        return Err(bad("too many worlds"));
+    }
+    for idx in 0..n {
+        let scope = r.str()?.to_owned();
+        let environment = match r.u8()? {
+            0 => Environment::Production,
+            1 => Environment::Development,
+            other => return Err(bad(format!("environment code {other}"))),
+        };
+        if projection
+            .world_index
+            .insert((scope.clone(), environment), WorldId(idx as u16))
+            .is_some()
+        {
+            return Err(bad("duplicate world"));
+        }
+        projection.worlds.push((scope, environment));
+    }
+    Ok(())
+}
+
+fn load_identities(
+    r: &mut Reader<'_>,
+    projection: &mut Projection,
+) -> Result<Vec<WorldId>, SnapshotError> {
+    let n = r.count(7)?;
+    let mut worlds = Vec::with_capacity(n);
+    for _ in 0..n {
+        let world = WorldId(r.u16()?);
+        if usize::from(world.0) >= projection.worlds.len() {
+            return Err(bad("identity in an unknown world"));
+        }
+        let code = r.u8()?;
+        let identity_type = IdentityType::from_code(code)
+            .ok_or_else(|| bad(format!("identity type code {code}")))?;
+        let value = r.str()?;
+        let (_, new) = projection
+            .interner
+            .intern(Key { world, identity_type, value })
+            .map_err(|_| bad("identity arena overflow"))?;
+        if !new {
+            return Err(bad("duplicate identity"));
+        }
+        worlds.push(world);
+    }
+    Ok(worlds)
+}
+
+fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
+    let n = r.count(35)?;
+    for idx in 0..n {
+        let mpid = Mpid::new(r.i64()?).ok_or_else(|| bad("MPID 0"))?;
+        let world = WorldId(r.u16()?);
+        if usize::from(world.0) >= projection.worlds.len() {
+            return Err(bad("profile in an unknown world"));
+        }
+        let created = Timestamp(r.i64()?);
+        let last_seen = Timestamp(r.i64()?);
+        let flags = r.u8()?;
+        if projection.mpid_index.insert(mpid, ProfileId(idx as u32)).is_some() {
+            return Err(bad(format!("duplicate MPID {mpid}")));
+        }
+        projection.profiles.push(Profile {
+            mpid,
+            world,
+            node: Default::default(),
+            created,
+            last_seen,
+            types: IdentityTypeSet::EMPTY,
+            n_identities: 0,
+            was_alias_source: flags & 1 != 0,
+            was_alias_destination: flags & 2 != 0,
+        });
+    }
+    Ok(())
+}
+
+fn load_nodes(
+    r: &mut Reader<'_>,
+    projection: &mut Projection,
+    identity_worlds: &[WorldId],
+) -> Result<(), SnapshotError> {
+    let n = r.count(5)?;
+    if n != identity_worlds.len() + projection.profiles.len() {
+        return Err(bad("node count differs from identities + profiles"));
+    }
+    let mut identity_nodes = BTreeMap::new();
+    let mut seen_profiles = vec![false; projection.profiles.len()];
+    for _ in 0..n {
+        let kind = r.u8()?;
+        let id = r.u32()?;
+        match kind {
+            0 if (id as usize) < identity_worlds.len() => {
+                let node = projection.graph.add_node(Node::Identity(crate::IdentityId(id)));
+                if identity_nodes.insert(id, node).is_some() {
+                    return Err(bad("identity node listed twice"));
+                }
+            }
+            1 if (id as usize) < projection.profiles.len() && !seen_profiles[id as usize] => {
+                seen_profiles[id as usize] = true;
+                let node = projection.graph.add_node(Node::Profile(ProfileId(id)));
+                projection.profiles[id as usize].node = node;
+            }
+            _ => return Err(bad("bad node")),
+        }
+    }
+    // Every identity id is listed exactly once (the count check above plus no duplicates), so the
+    // map holds ids 0..n in order.
+    projection.identity_nodes = identity_nodes.into_values().collect();
+    Ok(())
+}
+
+fn load_lookups(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
+    for _ in 0..r.count(8)? {
+        let identity = r.u32()? as usize;
+        let profile = r.u32()? as usize;
+        if identity >= projection.identity_nodes.len() || profile >= projection.profiles.len() {
+            return Err(bad("lookup names an unknown node"));
+        }
+        let identity_node = projection.identity_nodes[identity];
+        let profile_node = projection.profiles[profile].node;
+        if projection.find_lookup_edge(identity_node, profile_node).is_some() {
+            return Err(bad("duplicate lookup"));
+        }
+        let identity_type =
+            projection.interner.resolve(crate::IdentityId(identity as u32)).identity_type;
+        projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp);
+        let profile = &mut projection.profiles[profile];
+        profile.types.insert(identity_type);
+        profile.n_identities += 1;
+    }
+    Ok(())
+}
+
+fn load_aliases(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
+    for _ in 0..r.count(32)? {
+        let source = r.u32()? as usize;
+        let destination = r.u32()? as usize;
+        let (start, end, seq) = (Timestamp(r.i64()?), Timestamp(r.i64()?), Seq(r.u64()?));
+        if source >= projection.profiles.len() || destination >= projection.profiles.len() {
+            return Err(bad("alias names an unknown profile"));
+        }
+        let record = AliasRecord {
+            source: projection.profiles[source].mpid,
+            destination: projection.profiles[destination].mpid,
+            start,
+            end,
+            seq,
+        };
+        let idx = projection.aliases.len() as u32;
+        projection.aliases.push(record);
+        let (source_node, destination_node) =
+            (projection.profiles[source].node, projection.profiles[destination].node);
+        projection.graph.add_edge(source_node, destination_node, Edge::Alias(idx));
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+source scripts/env.sh
+# Build first (compiling RocksDB at most once), keep the library, then run the tests.
+cargo test --locked --workspace --no-run
+idgraph_cache_rocksdb
+exec cargo test --locked --workspace "$@"
