@@ -1,0 +1,287 @@
+//! The engine end to end: the signup flow of the IDSync guide, idempotency, guardrails, worlds,
+//! durability of answers across a reopen.
+
+use std::sync::Arc;
+
+use idgraph::engine::{
+    Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace,
+};
+use idgraph::log::Log;
+use idgraph::model::{Environment, Identity, IdentityType, Mpid, Operation, Seq, Timestamp};
+use idgraph::query::{
+    Answer, ErrorCode, IdentityOp, IdentityQuery, MpidSource, ResolvedAnswer, ResolverConfig,
+    Strategy,
+};
+
+#[derive(Debug)]
+struct Counter(i64);
+
+impl MpidSource for Counter {
+    fn next_candidate(&mut self) -> i64 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+/// The seed document's priority: customer ID, email, username (`other`), phone number; plus the
+/// device stamp every SDK request carries.
+fn signup_config() -> ResolverConfig {
+    let priority = vec![
+        IdentityType::CustomerId,
+        IdentityType::Email,
+        IdentityType::Other,
+        IdentityType::MobileNumber,
+        IdentityType::DeviceApplicationStamp,
+    ];
+    let login = [IdentityType::CustomerId, IdentityType::Email, IdentityType::Other];
+    ResolverConfig::new(Strategy::ProfileConversion, priority, &login, &login, &[]).unwrap()
+}
+
+fn config(resolver: ResolverConfig) -> EngineConfig {
+    EngineConfig::single(Workspace { name: "shop".into(), scope: "shop".into(), resolver })
+}
+
+fn clock() -> Box<ManualClock> {
+    Box::new(ManualClock::new(Timestamp(1_700_000_000_000_000), 1_000))
+}
+
+fn meta(environment: Environment, request_id: Option<&str>) -> RequestMeta {
+    RequestMeta { workspace: "shop".into(), environment, request_id: request_id.map(str::to_owned) }
+}
+
+fn query(
+    op: IdentityOp,
+    identities: &[(IdentityType, &str)],
+    previous_mpid: Option<Mpid>,
+) -> Command {
+    let known_identities = identities.iter().map(|(t, v)| Identity::new(*t, *v)).collect();
+    Command::Identity(IdentityQuery { op, known_identities, previous_mpid })
+}
+
+fn resolved(res: Result<Answer, EngineError>) -> ResolvedAnswer {
+    match res {
+        Ok(Answer::Resolved(answer)) => answer,
+        other => panic!("expected a profile, got {other:?}"),
+    }
+}
+
+const DAS: (IdentityType, &str) = (IdentityType::DeviceApplicationStamp, "das-1");
+const EMAIL: (IdentityType, &str) = (IdentityType::Email, "ed.hyde@example.com");
+
+/// The five stages of the seed's example, step by step (Profile Conversion).
+#[test]
+fn signup_flow_of_the_identify_users_guide() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("log")).unwrap();
+    let (engine, _) =
+        Engine::with_log(log, config(signup_config()), clock(), Box::new(Counter(0))).unwrap();
+    let prod = meta(Environment::Production, None);
+
+    // 1-3. A new user opens the app: no login ID, nothing matches: a new anonymous profile.
+    let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    assert!(first.created);
+    assert!(!first.is_logged_in);
+
+    // Browsing: every identify from the same device returns the same anonymous profile.
+    for _ in 0..3 {
+        let again =
+            resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], Some(first.mpid))));
+        assert_eq!(again.mpid, first.mpid);
+        assert_eq!(again.matched_identities, [Identity::new(DAS.0, DAS.1)]);
+    }
+
+    // 4-5. Signup with a login ID: the same MPID, now known.
+    let signup =
+        resolved(engine.handle(&prod, query(IdentityOp::Login, &[DAS, EMAIL], Some(first.mpid))));
+    assert_eq!(signup.mpid, first.mpid, "profile conversion keeps the anonymous MPID");
+    assert!(signup.is_logged_in);
+    assert!(!signup.created);
+
+    // The login ID alone now finds the known profile; the device alone no longer does.
+    let search = resolved(engine.handle(&prod, query(IdentityOp::Search, &[EMAIL], None)));
+    assert_eq!(search.mpid, first.mpid);
+    let device_only = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    assert_ne!(device_only.mpid, first.mpid, "login-ID protection");
+
+    // Every recorded request is in the log, in order, with what it decided.
+    let operations: Vec<&str> = engine
+        .log()
+        .read_range(Seq::ZERO, 100)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.request.operation.name())
+        .collect();
+    assert_eq!(operations, ["identify", "identify", "identify", "identify", "login", "identify"]);
+
+    // After a restart the same requests get the same answers.
+    engine.close().unwrap();
+    let (engine, report) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    assert_eq!(report.n_replayed, 6);
+    let after = resolved(engine.handle(&prod, query(IdentityOp::Login, &[DAS, EMAIL], None)));
+    assert_eq!(after.mpid, first.mpid);
+}
+
+#[test]
+fn a_repeated_request_id_gets_the_first_answer_and_appends_nothing_even_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    let with_id = meta(Environment::Production, Some("req-1"));
+    let first = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
+    let n_entries = engine.log().last_seq();
+    let again = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
+    assert_eq!(again, first, "same answer, including `created`");
+    assert_eq!(engine.log().last_seq(), n_entries, "nothing appended");
+    // A different id is a new request.
+    let other = resolved(engine.handle(
+        &meta(Environment::Production, Some("req-2")),
+        query(IdentityOp::Identify, &[DAS], None),
+    ));
+    assert_eq!(other.mpid, first.mpid);
+    assert!(!other.created);
+    engine.close().unwrap();
+
+    let (engine, _) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    let replayed = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
+    assert_eq!(replayed, first, "the idempotency index is rebuilt from the log");
+    assert_eq!(engine.log().last_seq(), Seq(2));
+}
+
+#[test]
+fn environments_and_scopes_are_separate_worlds() {
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = resolved(engine.handle(
+        &meta(Environment::Production, None),
+        query(IdentityOp::Identify, &[DAS, EMAIL], None),
+    ));
+    let dev = resolved(engine.handle(
+        &meta(Environment::Development, None),
+        query(IdentityOp::Identify, &[DAS, EMAIL], None),
+    ));
+    assert_ne!(prod.mpid, dev.mpid);
+    assert!(dev.created);
+    let search = engine.handle(
+        &meta(Environment::Development, None),
+        query(IdentityOp::Search, &[(IdentityType::Email, "only-in-prod@x")], None),
+    );
+    assert_eq!(search, Ok(Answer::NotFound));
+    // modify addresses the MPID within the request's world only.
+    let change = idgraph::model::IdentityChange {
+        identity_type: IdentityType::Email,
+        old_value: None,
+        new_value: Some("z@x".into()),
+    };
+    let err = engine
+        .handle(
+            &meta(Environment::Development, None),
+            Command::Modify { mpid: prod.mpid, identity_changes: vec![change] },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Request(e) if e.code == ErrorCode::LookupError && e.message.contains("not found")),
+        "{err}"
+    );
+}
+
+#[test]
+fn blocked_placeholder_values_never_link_profiles() {
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, None);
+    // Two different devices both send the junk email "undefined": they must not share a profile.
+    let a = resolved(engine.handle(
+        &prod,
+        query(
+            IdentityOp::Identify,
+            &[(IdentityType::DeviceApplicationStamp, "a"), (IdentityType::Email, "undefined")],
+            None,
+        ),
+    ));
+    let b = resolved(engine.handle(
+        &prod,
+        query(
+            IdentityOp::Identify,
+            &[(IdentityType::DeviceApplicationStamp, "b"), (IdentityType::Email, "UNDEFINED")],
+            None,
+        ),
+    ));
+    assert_ne!(a.mpid, b.mpid);
+    assert!(!a.is_logged_in, "a blocked login ID does not make a profile known");
+    let holds_junk =
+        engine.with_projection(|p| p.identities_of_sorted(p.profile_id(a.mpid).unwrap()));
+    assert_eq!(holds_junk, [Identity::new(IdentityType::DeviceApplicationStamp, "a")]);
+    // The request is still recorded as sent, for audit.
+    let (_, entry) = engine.log().read_range(Seq(1), 1).unwrap().remove(0);
+    let Operation::Identify(request) = entry.request.operation else { panic!() };
+    assert!(request.known_identities.contains(&Identity::new(IdentityType::Email, "undefined")));
+    // A request with nothing but junk is a clear 400.
+    let err = engine
+        .handle(&prod, query(IdentityOp::Identify, &[(IdentityType::Email, "null")], None))
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Request(e) if e.code == ErrorCode::LookupError && e.message.contains("blocked")),
+        "{err}"
+    );
+    // An over-long value is a clear 400 too.
+    let long = "x".repeat(2_000);
+    let err = engine
+        .handle(&prod, query(IdentityOp::Identify, &[(IdentityType::Email, &long)], None))
+        .unwrap_err();
+    assert!(err.to_string().contains("2000 bytes"), "{err}");
+}
+
+#[test]
+fn a_profile_gains_at_most_the_configured_values_per_type() {
+    let mut resolver = ResolverConfig::new(
+        Strategy::BestMatch,
+        vec![IdentityType::Email, IdentityType::IosIdfv],
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
+    resolver.guardrails.identities_per_type_max = 3;
+    let engine = Engine::in_memory(config(resolver), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, None);
+    let device = (IdentityType::IosIdfv, "shared-kiosk");
+    let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[device], None)));
+    for n in 0..10 {
+        let email = format!("visitor{n}@example.com");
+        let answer = resolved(engine.handle(
+            &prod,
+            query(IdentityOp::Identify, &[device, (IdentityType::Email, &email)], None),
+        ));
+        assert_eq!(answer.mpid, first.mpid, "best match: the shared device wins");
+    }
+    let n_emails = engine.with_projection(|p| {
+        p.identities_of_sorted(p.profile_id(first.mpid).unwrap())
+            .iter()
+            .filter(|i| i.identity_type == IdentityType::Email)
+            .count()
+    });
+    assert_eq!(n_emails, 3);
+}
+
+#[test]
+fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() {
+    let (log, faults) = Log::in_memory_with_faults();
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000), 1_000));
+    let (engine, _) = Engine::with_log(
+        log,
+        config(signup_config()),
+        Box::new(Arc::clone(&clock)),
+        Box::new(Counter(0)),
+    )
+    .unwrap();
+    let prod = meta(Environment::Production, None);
+    resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    faults.fail_writes();
+    let err = engine
+        .handle(
+            &prod,
+            query(IdentityOp::Identify, &[(IdentityType::DeviceApplicationStamp, "new")], None),
+        )
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    // Poisoned: even requests that would change nothing are refused.
+    let err = engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)).unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+}
