@@ -6,6 +6,7 @@
 mod demo;
 mod log_cmd;
 mod replay;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the Identity API. Without --config: one workspace on the `default` strategy with a
+    /// development key (printed at start-up), storing in ./idgraph-data.
+    Serve {
+        /// The TOML configuration file (see docs/configuration.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address; overrides the file's `listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Data folder; overrides the file's `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Inspect and maintain the append-only log.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -53,6 +67,7 @@ fn data_dir_arg(data_dir: Option<PathBuf>) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
+        Command::Serve { config, listen, data_dir } => serve::run(config, listen, data_dir),
         Command::Log(command) => log_cmd::run(command),
         Command::Demo { data_dir } => demo::run(&data_dir_arg(data_dir)),
         Command::Replay { data_dir, full } => replay::run(&data_dir_arg(data_dir), full),

@@ -1,0 +1,368 @@
+//! End to end: the real `idgraph serve` binary on 127.0.0.1:0, driven over HTTP with each auth
+//! mode, restarted on the same data folder, fed malformed requests, and stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[workspace]]
+name = "shop"
+api_key = "shop-key"
+api_secret = "shop-secret"
+strategy = "profile_conversion"
+identity_priority = ["customerid", "email", "ios_idfv", "roku_aid"]
+login_ids = ["customerid", "email"]
+unique_ids = ["customerid", "email"]
+immutable_ids = []
+
+[[workspace]]
+name = "web"
+api_key = "web-key"
+api_secret = "web-secret"
+strategy = "profile_isolation"
+identity_priority = ["customerid", "email", "device_application_stamp"]
+login_ids = ["customerid", "email"]
+unique_ids = ["customerid", "email"]
+allow_key_only = true
+
+[[workspace]]
+name = "tiny"
+api_key = "tiny-key"
+api_secret = "tiny-secret"
+rate_limit_per_second = 3
+"#;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    #[expect(clippy::zombie_processes, reason = "the Server's Drop kills and waits for the child")]
+    fn start(dir: &Path, config: &str) -> Server {
+        let config_path = dir.join("idgraph.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_idgraph"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "server exited before listening");
+            if let Some(address) = line.trim().strip_prefix("listening on ") {
+                let base = address.to_owned();
+                // Keep draining stdout so the server never blocks on a full pipe.
+                std::thread::spawn(move || for _ in stdout.lines() {});
+                return Server { child, base };
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().unwrap();
+        panic!("the server did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+fn basic(key: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}")))
+}
+
+/// POST with HTTP Basic as the `shop` workspace.
+fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let response = client()
+        .post(server.url(path))
+        .header("authorization", basic("shop-key", "shop-secret"))
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn identify(identities: Value, previous: Option<&str>) -> Value {
+    json!({"environment": "production", "known_identities": identities, "previous_mpid": previous,
+           "client_sdk": {"platform": "ios"}, "request_timestamp_ms": 1, "context": null})
+}
+
+#[test]
+fn the_signup_flow_over_http_survives_a_restart_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CONFIG);
+    let (status, first) =
+        post(&server, "/v1/identify", &identify(json!({"ios_idfv": "9876"}), None));
+    assert_eq!(status, 200, "{first}");
+    let m1 = first["mpid"].as_str().expect("mpid is a JSON string").to_owned();
+    assert_eq!(first["is_logged_in"], false);
+    assert_eq!(first["is_ephemeral"], false);
+    assert!(first["context"].is_null());
+
+    let login = identify(
+        json!({"customerid": "ABC123", "email": "ed.hyde@example.com", "ios_idfv": "9876"}),
+        Some(&m1),
+    );
+    let (status, signup) = post(&server, "/v1/login", &login);
+    assert_eq!(status, 200);
+    assert_eq!(signup["mpid"], m1.as_str(), "profile conversion keeps the MPID");
+    assert_eq!(signup["is_logged_in"], true);
+    assert_eq!(signup["matched_identities"], json!({"ios_idfv": "9876"}));
+
+    let (status, logout) =
+        post(&server, "/v1/logout", &identify(json!({"ios_idfv": "9876"}), Some(&m1)));
+    assert_eq!(status, 200);
+    let m2 = logout["mpid"].as_str().unwrap().to_owned();
+    assert_ne!(m2, m1);
+
+    let (status, modified) = post(
+        &server,
+        &format!("/v1/{m1}/modify"),
+        &json!({"environment": "production", "identity_changes": [
+        {"identity_type": "email", "old_value": "ed.hyde@example.com", "new_value": "h.jekyll@example.com"}]}),
+    );
+    assert_eq!(status, 200, "{modified}");
+    assert_eq!(modified["change_results"], json!([]));
+
+    let (status, found) =
+        post(&server, "/v1/search", &identify(json!({"email": "h.jekyll@example.com"}), None));
+    assert_eq!((status, found["mpid"].as_str()), (200, Some(m1.as_str())));
+    let (status, missing) =
+        post(&server, "/v1/search", &identify(json!({"email": "nobody@example.com"}), None));
+    assert_eq!(status, 404);
+    assert_eq!(missing["ErrorCode"], "NOT_FOUND_ERROR");
+
+    // The same requests after a graceful stop and a restart give the same answers.
+    assert!(server.stop().success(), "SIGTERM exits 0");
+    let server = Server::start(dir.path(), CONFIG);
+    let (_, again) = post(
+        &server,
+        "/v1/login",
+        &identify(json!({"customerid": "ABC123", "ios_idfv": "9876"}), None),
+    );
+    assert_eq!(again["mpid"], m1.as_str());
+    let (_, anonymous) =
+        post(&server, "/v1/identify", &identify(json!({"ios_idfv": "9876"}), None));
+    assert_eq!(
+        anonymous["mpid"],
+        m2.as_str(),
+        "login-ID protection: the device alone finds the anonymous profile"
+    );
+    let metrics = client().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("idgraph_http_requests_total{endpoint=\"/v1/login\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    // identify, login, logout, modify, then login and identify: search is not recorded.
+    assert!(metrics.contains("idgraph_log_last_seq 6"), "{metrics}");
+    let health: Value = client().get(server.url("/healthz")).send().unwrap().json().unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn hmac_signatures_key_only_cors_and_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CONFIG);
+    let body = serde_json::to_vec(&identify(json!({"email": "a@example.com"}), None)).unwrap();
+    let date = chrono::Utc::now().to_rfc2822().replace("+0000", "GMT");
+    let signature = idgraph_server::auth::sign("shop-secret", "POST", &date, "/v1/identify", &body);
+    let send = |signature: &str, body: &[u8]| {
+        client()
+            .post(server.url("/v1/identify"))
+            .header("x-mp-key", "shop-key")
+            .header("date", &date)
+            .header("x-mp-signature", signature)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(send(&signature, &body), 200);
+    let mut flipped = body.clone();
+    flipped[5] ^= 1;
+    assert_eq!(send(&signature, &flipped), 401, "a flipped body byte breaks the signature");
+
+    // Key only: refused for `shop`, accepted for `web` (allow_key_only).
+    let key_only = |key: &str| {
+        client()
+            .post(server.url("/v1/identify"))
+            .header("x-mp-key", key)
+            .body(body.clone())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(key_only("shop-key"), 401);
+    assert_eq!(key_only("web-key"), 200);
+
+    // CORS preflight needs no key; errors carry the CORS header too.
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, server.url("/v1/identify"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-mp-key")
+        .send()
+        .unwrap();
+    assert!(preflight.status().is_success());
+    let allowed =
+        preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("x-mp-key") && allowed.contains("content-type"), "{allowed}");
+    let error = client()
+        .post(server.url("/v1/identify"))
+        .header("origin", "https://shop.example")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(error.status().as_u16(), 401);
+    assert!(error.headers().contains_key("access-control-allow-origin"));
+
+    // A gzip-compressed body is accepted.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&body).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    let response = client()
+        .post(server.url("/v1/identify"))
+        .header("authorization", basic("shop-key", "shop-secret"))
+        .header("content-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(gzipped)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().contains_key("x-mp-max-age"));
+}
+
+#[test]
+fn malformed_requests_get_a_4xx_that_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CONFIG);
+    let (_, created) = post(&server, "/v1/identify", &identify(json!({"ios_idfv": "1"}), None));
+    let mpid = created["mpid"].as_str().unwrap().to_owned();
+    let raw = |path: &str, body: &str| {
+        let response = client()
+            .post(server.url(path))
+            .header("authorization", basic("shop-key", "shop-secret"))
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_str::<Value>(&response.text().unwrap()).unwrap_or(Value::Null))
+    };
+    let cases: Vec<(&str, String, u16, &str, &str)> = vec![
+        ("/v1/identify", "{not json".into(), 400, "INVALID_DATA", "malformed"),
+        ("/v1/identify", r#"{"environment": 5, "known_identities": {"email": "a"}}"#.into(), 400, "INVALID_DATA", "invalid type"),
+        ("/v1/identify", r#"{"environment": "production", "known_identities": {}}"#.into(), 400, "LOOKUP_ERROR", "knownIdentities is empty"),
+        ("/v1/identify", r#"{"known_identities": {"email": "a"}}"#.into(), 400, "LOOKUP_ERROR", "environment is required"),
+        ("/v1/identify", r#"{"environment": "staging", "known_identities": {"email": "a"}}"#.into(), 400, "LOOKUP_ERROR", "staging"),
+        ("/v1/identify", r#"{"environment": "production", "known_identities": {"fire_tv": "a"}}"#.into(), 400, "LOOKUP_ERROR", "unknown identity type `fire_tv`"),
+        ("/v1/identify", r#"{"environment": "production", "known_identities": {"email": 7}}"#.into(), 400, "LOOKUP_ERROR", "must be a string"),
+        ("/v1/identify", r#"{"environment": "production", "previous_mpid": "abc", "known_identities": {"email": "a"}}"#.into(), 400, "INVALID_DATA", "previous_mpid"),
+        ("/v1/0/modify", r#"{"environment": "production", "identity_changes": []}"#.into(), 400, "LOOKUP_ERROR", "non-zero MPID"),
+        ("/v1/12345/modify", r#"{"environment": "production", "identity_changes": [{"identity_type": "email", "old_value": null, "new_value": "x@y"}]}"#.into(), 400, "LOOKUP_ERROR", "not found"),
+        ("/v1/abc/modify", r#"{"environment": "production", "identity_changes": []}"#.into(), 400, "INVALID_DATA", "64-bit integer"),
+        (&*Box::leak(format!("/v1/{mpid}/modify").into_boxed_str()), r#"{"environment": "production"}"#.into(), 400, "LOOKUP_ERROR", "identity_changes is required"),
+        ("/v1/alias", r#"{"environment": "production", "data": {"source_mpid": "1", "destination_mpid": "1"}}"#.into(), 400, "INVALID_DATA", "Source MPID is the same"),
+        ("/v1/identify", format!(r#"{{"environment": "production", "known_identities": {{"email": "{}"}}}}"#, "x".repeat(70_000)), 413, "PAYLOAD_TOO_LARGE", "larger than"),
+        ("/v1/nowhere", "{}".into(), 404, "NOT_FOUND", "no such endpoint"),
+    ];
+    for (path, body, status, code, message) in cases {
+        let (actual_status, error) = raw(path, &body);
+        assert_eq!(actual_status, status, "{path} {body:.80}: {error}");
+        assert_eq!(error["ErrorCode"], code, "{path} {body:.80}: {error}");
+        assert_eq!(error["StatusCode"], status);
+        let text = error["Errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{path}: `{text}` lacks `{message}`");
+    }
+    // Credentials.
+    let status = |auth: &str| {
+        client()
+            .post(server.url("/v1/identify"))
+            .header("authorization", auth)
+            .body("{}")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(&basic("shop-key", "wrong")), 401);
+    assert_eq!(status(&basic("nobody", "shop-secret")), 401);
+    assert_eq!(status("Bearer x"), 401);
+    // The rate limit of `tiny` (3/s): a burst gets 429 with Retry-After.
+    let statuses: Vec<reqwest::blocking::Response> = (0..8)
+        .map(|_| {
+            client()
+                .post(server.url("/v1/identify"))
+                .header("authorization", basic("tiny-key", "tiny-secret"))
+                .json(&identify(json!({"email": "t@x"}), None))
+                .send()
+                .unwrap()
+        })
+        .collect();
+    let limited: Vec<_> = statuses.iter().filter(|r| r.status().as_u16() == 429).collect();
+    assert!(!limited.is_empty(), "no request was rate limited");
+    assert!(limited[0].headers().contains_key("retry-after"));
+    // The server is still healthy after all of it.
+    assert_eq!(client().get(server.url("/healthz")).send().unwrap().status().as_u16(), 200);
+}
+
+#[test]
+fn a_bad_configuration_names_the_file_and_key_and_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, CONFIG.replace("\"roku_aid\"", "\"roku\"")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_idgraph"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml")
+            && stderr.contains("identity_priority")
+            && stderr.contains("roku"),
+        "{stderr}"
+    );
+}

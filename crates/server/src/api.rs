@@ -1,0 +1,478 @@
+//! The Identity API handlers: body limits, authentication, rate limits, JSON in and out, and the
+//! mapping of engine answers and errors to IDSync's HTTP shapes (spec §4.3-4.9).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use idgraph_engine::{Command, EngineError, RequestMeta};
+use idgraph_model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp};
+use idgraph_query::{AliasQuery, Answer, IdentityOp, IdentityQuery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{Credentials, authenticate};
+use crate::config::WorkspaceConfig;
+
+/// An error response in the shape real IDSync servers send.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    request_id: Option<String>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            request_id: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn with_request_id(mut self, request_id: Option<String>) -> ApiError {
+        self.request_id = request_id;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = self.request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let body = json!({
+            "Errors": [{"code": self.code, "message": self.message}],
+            "ErrorCode": self.code,
+            "StatusCode": self.status.as_u16(),
+            "RequestId": request_id,
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        match err {
+            EngineError::Request(err) => {
+                let status =
+                    StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                ApiError::new(status, err.code.as_str(), err.message)
+            }
+            EngineError::UnknownWorkspace(name) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                format!("workspace `{name}` is not configured"),
+            ),
+            other => {
+                tracing::error!(error = %other, "engine unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+/// Reads the (already decompressed) body, refusing more than the configured bytes.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, state.config.body_bytes_max).await.map_err(|err| {
+        // axum does not re-export http-body-util's LengthLimitError; its text is stable.
+        let too_large = format!("{err:?}").contains("LengthLimitError")
+            || err.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the request body is larger than {} bytes", state.config.body_bytes_max),
+            )
+        } else {
+            ApiError::bad_request("INVALID_DATA", format!("cannot read the request body: {err}"))
+        }
+    })
+}
+
+/// Authenticates and rate-limits a request.
+fn admit<'s>(
+    state: &'s AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    key_in_path: Option<&str>,
+) -> Result<&'s WorkspaceConfig, ApiError> {
+    let credentials = Credentials {
+        headers,
+        method: method.as_str(),
+        path_and_query: uri.path_and_query().map(|pq| pq.as_str()).unwrap_or(uri.path()),
+        path: uri.path(),
+        body,
+        key_in_path,
+    };
+    let workspace = authenticate(&state.config.workspaces, &credentials, chrono::Utc::now())
+        .map_err(|err| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", err.0))?;
+    if let Err(retry_after_seconds) =
+        state.rate_limiter.admit(&workspace.api_key, workspace.rate_limit_per_second)
+    {
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            format!(
+                "more than {} requests per second for this API key",
+                workspace.rate_limit_per_second
+            ),
+        );
+        err.retry_after_seconds = Some(retry_after_seconds);
+        return Err(err);
+    }
+    Ok(workspace)
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| {
+        ApiError::bad_request(
+            "INVALID_DATA",
+            format!("The request JSON is malformed or has a wrong type: {err}"),
+        )
+    })
+}
+
+/// Fields of identify / search / login / logout bodies; unknown fields (client_sdk, context,
+/// request_timestamp_ms, ...) are accepted and ignored, as SDKs send them.
+#[derive(Debug, Deserialize)]
+struct IdentityBody {
+    environment: Option<String>,
+    request_id: Option<String>,
+    #[serde(default)]
+    previous_mpid: Value,
+    known_identities: Option<BTreeMap<String, Value>>,
+}
+
+fn environment(value: Option<&str>) -> Result<Environment, ApiError> {
+    let value = value.ok_or_else(|| {
+        ApiError::bad_request("LOOKUP_ERROR", "environment is required (production or development)")
+    })?;
+    Environment::from_wire_name(value).ok_or_else(|| {
+        ApiError::bad_request(
+            "LOOKUP_ERROR",
+            format!("environment `{value}` is neither production nor development"),
+        )
+    })
+}
+
+/// An MPID given as a JSON string, number or null; 0 means none (SDKs use 0 for "no user").
+fn optional_mpid(field: &str, value: &Value) -> Result<Option<Mpid>, ApiError> {
+    let parsed = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) if s.is_empty() => return Ok(None),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) => Ok(Mpid::new(n)),
+        None => Err(ApiError::bad_request(
+            "INVALID_DATA",
+            format!("{field} must be a 64-bit integer, as a string or a number"),
+        )),
+    }
+}
+
+fn known_identities(map: Option<BTreeMap<String, Value>>) -> Result<Vec<Identity>, ApiError> {
+    let map =
+        map.ok_or_else(|| ApiError::bad_request("LOOKUP_ERROR", "known_identities is required"))?;
+    let mut identities = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let identity_type: IdentityType = key.parse().map_err(|err| {
+            ApiError::bad_request("LOOKUP_ERROR", format!("known_identities: {err}"))
+        })?;
+        match value {
+            // SDKs drop empty identities; a null is the same as absent.
+            Value::Null => {}
+            Value::String(value) => identities.push(Identity::new(identity_type, value)),
+            other => {
+                return Err(ApiError::bad_request(
+                    "LOOKUP_ERROR",
+                    format!("known_identities.{key} must be a string, not {other}"),
+                ));
+            }
+        }
+    }
+    Ok(identities)
+}
+
+async fn run_engine(
+    state: &AppState,
+    meta: RequestMeta,
+    command: Command,
+) -> Result<Answer, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let request_id = meta.request_id.clone();
+    // The engine blocks on fsync: keep it off the async workers.
+    let res = tokio::task::spawn_blocking(move || engine.handle(&meta, command)).await.map_err(
+        |err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                format!("request task failed: {err}"),
+            )
+        },
+    )?;
+    res.map_err(|err| ApiError::from(err).with_request_id(request_id))
+}
+
+fn identity_response(state: &AppState, answer: Answer, op: IdentityOp) -> Response {
+    match answer {
+        Answer::Resolved(answer) => {
+            let matched: serde_json::Map<String, Value> = answer
+                .matched_identities
+                .iter()
+                .map(|i| (i.identity_type.wire_name().to_owned(), Value::String(i.value.clone())))
+                .collect();
+            let body = json!({
+                "context": null,
+                "matched_identities": matched,
+                "is_ephemeral": false,
+                "mpid": answer.mpid.to_string(),
+                "is_logged_in": answer.is_logged_in,
+            });
+            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+            if op != IdentityOp::Search {
+                response
+                    .headers_mut()
+                    .insert("x-mp-max-age", HeaderValue::from(state.config.max_age_seconds));
+            }
+            response
+        }
+        Answer::NotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND_ERROR", "No match").into_response()
+        }
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("unexpected answer {other:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// `POST /v1/identify`, `/v1/search`, `/v1/login`, `/v1/logout`.
+pub(crate) async fn identity(
+    op: IdentityOp,
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit(&state, &method, &uri, &headers, &bytes, None)?;
+    let parsed: IdentityBody = parse_json(&bytes)?;
+    let request_id = parsed.request_id.clone();
+    let fail = |err: ApiError| err.with_request_id(request_id.clone());
+    let environment = environment(parsed.environment.as_deref()).map_err(fail)?;
+    let previous_mpid = optional_mpid("previous_mpid", &parsed.previous_mpid).map_err(fail)?;
+    let known_identities = known_identities(parsed.known_identities).map_err(fail)?;
+    let meta = RequestMeta {
+        workspace: workspace.workspace.name.clone(),
+        environment,
+        request_id: parsed.request_id,
+    };
+    let answer = run_engine(
+        &state,
+        meta,
+        Command::Identity(IdentityQuery { op, known_identities, previous_mpid }),
+    )
+    .await?;
+    Ok(identity_response(&state, answer, op))
+}
+
+#[derive(Debug, Deserialize)]
+struct ModifyBody {
+    environment: Option<String>,
+    request_id: Option<String>,
+    identity_changes: Option<Vec<ChangeBody>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangeBody {
+    identity_type: Option<String>,
+    #[serde(default)]
+    old_value: Option<String>,
+    #[serde(default)]
+    new_value: Option<String>,
+}
+
+/// `POST /v1/{mpid}/modify`.
+pub(crate) async fn modify(
+    State(state): State<AppState>,
+    Path(mpid): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit(&state, &method, &uri, &headers, &bytes, None)?;
+    let parsed: ModifyBody = parse_json(&bytes)?;
+    let request_id = parsed.request_id.clone();
+    let fail = |err: ApiError| err.with_request_id(request_id.clone());
+    let mpid =
+        match optional_mpid("the MPID in the path", &Value::String(mpid.clone())).map_err(fail)? {
+            Some(mpid) => mpid,
+            None => {
+                return Err(fail(ApiError::bad_request(
+                    "LOOKUP_ERROR",
+                    "modify() requires a non-zero MPID",
+                )));
+            }
+        };
+    let environment = environment(parsed.environment.as_deref()).map_err(fail)?;
+    let changes = parsed.identity_changes.ok_or_else(|| {
+        fail(ApiError::bad_request("LOOKUP_ERROR", "identity_changes is required"))
+    })?;
+    let mut identity_changes = Vec::with_capacity(changes.len());
+    for (idx, change) in changes.into_iter().enumerate() {
+        let name = change.identity_type.ok_or_else(|| {
+            fail(ApiError::bad_request(
+                "LOOKUP_ERROR",
+                format!("identity_changes[{idx}].identity_type is required"),
+            ))
+        })?;
+        let identity_type = name.parse().map_err(|err| {
+            fail(ApiError::bad_request("LOOKUP_ERROR", format!("identity_changes[{idx}]: {err}")))
+        })?;
+        identity_changes.push(IdentityChange {
+            identity_type,
+            old_value: change.old_value,
+            new_value: change.new_value,
+        });
+    }
+    let meta = RequestMeta {
+        workspace: workspace.workspace.name.clone(),
+        environment,
+        request_id: parsed.request_id,
+    };
+    match run_engine(&state, meta, Command::Modify { mpid, identity_changes }).await? {
+        Answer::Modified { change_results, .. } => {
+            let results: Vec<Value> = change_results
+                .iter()
+                .map(|c| json!({"identity_type": c.identity_type.wire_name(), "modified_mpid": c.modified_mpid.to_string()}))
+                .collect();
+            Ok((StatusCode::OK, axum::Json(json!({ "change_results": results }))).into_response())
+        }
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("unexpected answer {other:?}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AliasBody {
+    environment: Option<String>,
+    request_id: Option<String>,
+    data: Option<AliasData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AliasData {
+    #[serde(default)]
+    source_mpid: Value,
+    #[serde(default)]
+    destination_mpid: Value,
+    start_unixtime_ms: Option<i64>,
+    end_unixtime_ms: Option<i64>,
+}
+
+/// `POST /v1/identity/{api_key}/alias` (key in the path, as the SDKs send it).
+pub(crate) async fn alias_with_key(
+    State(state): State<AppState>,
+    Path(api_key): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    alias_impl(state, Some(api_key), method, uri, headers, body).await
+}
+
+/// `POST /v1/alias`.
+pub(crate) async fn alias(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    alias_impl(state, None, method, uri, headers, body).await
+}
+
+async fn alias_impl(
+    state: AppState,
+    key_in_path: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit(&state, &method, &uri, &headers, &bytes, key_in_path.as_deref())?;
+    let parsed: AliasBody = parse_json(&bytes)?;
+    let request_id = parsed.request_id.clone();
+    let fail = |err: ApiError| err.with_request_id(request_id.clone());
+    let environment = environment(parsed.environment.as_deref()).map_err(fail)?;
+    let data = parsed.data.ok_or_else(|| {
+        fail(ApiError::bad_request(
+            "INVALID_DATA",
+            "The request JSON is malformed or is missing required fields: data",
+        ))
+    })?;
+    let mpid = |field: &str, value: &Value| {
+        optional_mpid(field, value)?.ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_DATA",
+                format!(
+                    "The request JSON is malformed or is missing required fields: data.{field}"
+                ),
+            )
+        })
+    };
+    let source = mpid("source_mpid", &data.source_mpid).map_err(fail)?;
+    let destination = mpid("destination_mpid", &data.destination_mpid).map_err(fail)?;
+    let query = AliasQuery {
+        source,
+        destination,
+        start: data.start_unixtime_ms.map(Timestamp::from_unix_millis),
+        end: data.end_unixtime_ms.map(Timestamp::from_unix_millis),
+    };
+    let meta = RequestMeta {
+        workspace: workspace.workspace.name.clone(),
+        environment,
+        request_id: parsed.request_id,
+    };
+    run_engine(&state, meta, Command::Alias(query)).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

@@ -1,0 +1,227 @@
+//! Authentication per workspace (spec §4.2): HTTP Basic (`api_key:api_secret`), the HMAC signature
+//! (`x-mp-key`, `Date`, `x-mp-signature` = hex HMAC-SHA256 of `METHOD\nDATE\nPATH+BODY`), and
+//! key-only where the workspace allows it. Secrets and signatures are compared in constant time.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::WorkspaceConfig;
+
+/// How far a signed request's `Date` may be from the server's clock: 15 minutes, a common bound
+/// for signed HTTP requests (clients' clocks drift; replays of old captures are refused).
+pub const SIGNATURE_SKEW_SECONDS_MAX: i64 = 15 * 60;
+
+/// Why a request is not authenticated (always a 401).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError(pub String);
+
+/// The parts of a request that authentication looks at.
+#[derive(Debug)]
+pub struct Credentials<'a> {
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The HTTP method, upper case.
+    pub method: &'a str,
+    /// The path (and query, if any) as the client signed it.
+    pub path_and_query: &'a str,
+    /// The path alone.
+    pub path: &'a str,
+    /// The (decompressed) body.
+    pub body: &'a [u8],
+    /// An API key given in the URL (the alias endpoint), if any.
+    pub key_in_path: Option<&'a str>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// Finds the workspace the request authenticates as.
+pub fn authenticate<'w>(
+    workspaces: &'w [WorkspaceConfig],
+    credentials: &Credentials<'_>,
+    now: DateTime<Utc>,
+) -> Result<&'w WorkspaceConfig, AuthError> {
+    let by_key =
+        |key: &str| workspaces.iter().find(|w| w.api_key.as_bytes().ct_eq(key.as_bytes()).into());
+    if let Some(authorization) = header(credentials.headers, "authorization") {
+        let encoded = authorization.strip_prefix("Basic ").ok_or_else(|| {
+            AuthError("Authorization must be `Basic base64(api_key:api_secret)`".into())
+        })?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| AuthError("Authorization is not valid base64".into()))?;
+        let decoded = String::from_utf8(decoded)
+            .map_err(|_| AuthError("Authorization is not UTF-8".into()))?;
+        let (key, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| AuthError("Authorization must hold api_key:api_secret".into()))?;
+        let workspace = by_key(key).ok_or_else(|| AuthError("unknown API key".into()))?;
+        if !bool::from(workspace.api_secret.as_bytes().ct_eq(secret.as_bytes())) {
+            return Err(AuthError("wrong API secret".into()));
+        }
+        return Ok(workspace);
+    }
+    let key =
+        header(credentials.headers, "x-mp-key").or(credentials.key_in_path).ok_or_else(|| {
+            AuthError("missing credentials: send Authorization (Basic) or x-mp-key".into())
+        })?;
+    let workspace = by_key(key).ok_or_else(|| AuthError("unknown API key".into()))?;
+    match header(credentials.headers, "x-mp-signature") {
+        Some(signature) => {
+            let date = header(credentials.headers, "date")
+                .ok_or_else(|| AuthError("x-mp-signature needs a Date header".into()))?;
+            check_date(date, now)?;
+            verify_signature(workspace, credentials, date, signature)?;
+            Ok(workspace)
+        }
+        None if workspace.allow_key_only => Ok(workspace),
+        None => Err(AuthError(
+            "this workspace requires a signature (x-mp-signature) or HTTP Basic authentication"
+                .into(),
+        )),
+    }
+}
+
+fn check_date(date: &str, now: DateTime<Utc>) -> Result<(), AuthError> {
+    let parsed = DateTime::parse_from_rfc2822(date)
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|_| NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ").map(|d| d.and_utc()))
+        .map_err(|_| {
+            AuthError(format!(
+                "Date `{date}` is neither RFC 1123 nor ISO 8601 basic (20170712T224127Z)"
+            ))
+        })?;
+    if (now - parsed).num_seconds().abs() > SIGNATURE_SKEW_SECONDS_MAX {
+        return Err(AuthError(format!(
+            "Date `{date}` is more than {SIGNATURE_SKEW_SECONDS_MAX} s from the server's clock"
+        )));
+    }
+    Ok(())
+}
+
+fn verify_signature(
+    workspace: &WorkspaceConfig,
+    credentials: &Credentials<'_>,
+    date: &str,
+    signature: &str,
+) -> Result<(), AuthError> {
+    let signature =
+        hex::decode(signature.trim()).map_err(|_| AuthError("x-mp-signature is not hex".into()))?;
+    // Clients sign the path with or without the query string; accept either.
+    for signed_path in [credentials.path_and_query, credentials.path] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(workspace.api_secret.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(credentials.method.as_bytes());
+        mac.update(b"\n");
+        mac.update(date.as_bytes());
+        mac.update(b"\n");
+        mac.update(signed_path.as_bytes());
+        mac.update(credentials.body);
+        if mac.verify_slice(&signature).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(AuthError("x-mp-signature does not match the request".into()))
+}
+
+/// The signature a client computes, for tests and documentation examples.
+pub fn sign(secret: &str, method: &str, date: &str, path: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{method}\n{date}\n{path}").as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+    use crate::config::ServerConfig;
+
+    fn workspaces(allow_key_only: bool) -> Vec<WorkspaceConfig> {
+        let mut config = ServerConfig::development("127.0.0.1:0".parse().unwrap(), "x".into());
+        config.workspaces[0].allow_key_only = allow_key_only;
+        config.workspaces
+    }
+
+    fn check(
+        headers: &[(&str, String)],
+        body: &[u8],
+        allow_key_only: bool,
+    ) -> Result<(), AuthError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let workspaces = workspaces(allow_key_only);
+        let credentials = Credentials {
+            headers: &map,
+            method: "POST",
+            path_and_query: "/v1/identify",
+            path: "/v1/identify",
+            body,
+            key_in_path: None,
+        };
+        authenticate(&workspaces, &credentials, Utc::now()).map(|_| ())
+    }
+
+    #[test]
+    fn basic_auth_accepts_the_secret_and_nothing_else() {
+        let basic = |pair: &str| {
+            (
+                "authorization",
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+            )
+        };
+        assert_eq!(check(&[basic("dev-key:dev-secret")], b"", false), Ok(()));
+        assert!(check(&[basic("dev-key:wrong")], b"", false).is_err());
+        assert!(check(&[basic("other:dev-secret")], b"", false).is_err());
+    }
+
+    #[test]
+    fn signatures_cover_method_date_path_and_body_in_both_date_formats() {
+        let body = br#"{"environment":"development"}"#;
+        for date in [
+            Utc::now().to_rfc2822().replace("+0000", "GMT"),
+            Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+        ] {
+            let signature = sign("dev-secret", "POST", &date, "/v1/identify", body);
+            let headers = [
+                ("x-mp-key", "dev-key".to_owned()),
+                ("date", date.clone()),
+                ("x-mp-signature", signature),
+            ];
+            assert_eq!(check(&headers, body, false), Ok(()), "date {date}");
+            let mut flipped = body.to_vec();
+            flipped[3] ^= 1;
+            assert!(check(&headers, &flipped, false).is_err(), "a flipped body byte is refused");
+        }
+        let stale = (Utc::now() - chrono::Duration::hours(1)).to_rfc2822();
+        let signature = sign("dev-secret", "POST", &stale, "/v1/identify", body);
+        let err = check(
+            &[("x-mp-key", "dev-key".into()), ("date", stale), ("x-mp-signature", signature)],
+            body,
+            false,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("from the server's clock"), "{err:?}");
+    }
+
+    #[test]
+    fn key_only_is_accepted_only_where_allowed() {
+        assert_eq!(check(&[("x-mp-key", "dev-key".into())], b"", true), Ok(()));
+        assert!(check(&[("x-mp-key", "dev-key".into())], b"", false).is_err());
+        assert!(check(&[("x-mp-key", "nope".into())], b"", true).is_err());
+        assert!(check(&[], b"", true).is_err());
+    }
+}

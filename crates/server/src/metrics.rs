@@ -1,0 +1,107 @@
+//! Prometheus metrics in the text exposition format, kept by hand (a few counters and one
+//! histogram do not need a metrics framework).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use idgraph_log::LogStats;
+use idgraph_model::Seq;
+
+/// Latency histogram bucket upper bounds, in seconds.
+const LATENCY_BUCKETS_SECONDS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// Request counters and the latency histogram.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (endpoint, status) → count. A `BTreeMap` so the exposition is sorted and stable.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn record(&self, endpoint: &str, status: u16, latency: Duration) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((endpoint.to_owned(), status))
+            .or_insert(0) += 1;
+        let seconds = latency.as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_SECONDS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros.fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, last_seq: Seq, durable_seq: Seq, log: LogStats) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP idgraph_http_requests_total HTTP requests by endpoint and status.\n# TYPE idgraph_http_requests_total counter\n");
+        for ((endpoint, status), count) in
+            self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "idgraph_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP idgraph_http_request_duration_seconds HTTP request latency.\n# TYPE idgraph_http_request_duration_seconds histogram\n");
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_SECONDS) {
+            let _ = writeln!(
+                out,
+                "idgraph_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ =
+            writeln!(out, "idgraph_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "idgraph_http_request_duration_seconds_sum {}",
+            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "idgraph_http_request_duration_seconds_count {count}");
+        let gauges = [
+            ("idgraph_log_last_seq", "Last sequence written to the log.", "gauge", last_seq.0),
+            (
+                "idgraph_log_durable_seq",
+                "Last sequence known to be fsynced.",
+                "gauge",
+                durable_seq.0,
+            ),
+            (
+                "idgraph_log_writes_total",
+                "Group commits (storage writes).",
+                "counter",
+                log.n_writes,
+            ),
+            (
+                "idgraph_log_syncs_total",
+                "fsyncs; entries_written / syncs is the mean fsync batch size.",
+                "counter",
+                log.n_syncs,
+            ),
+            (
+                "idgraph_log_entries_written_total",
+                "Entries written.",
+                "counter",
+                log.n_entries_written,
+            ),
+        ];
+        for (name, help, kind, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
