@@ -1,13 +1,9 @@
-//! Projection: replay throughput from RocksDB, and memory per identity.
+//! Projection: replay throughput from RocksDB (one thread: scan, checksum, decode, fold), decode
+//! alone, and fold alone. Memory per identity is `benches/projection_memory.rs`.
 //!
 //! Run: `cargo bench --bench projection`. `IDGRAPH_BENCH_ENTRIES` sets the log size (default
-//! 1,000,000; the second point is 10,000,000). Targets: ≥ 1M events/s replay on one core,
-//! ≤ 150 bytes per identity including indexes.
-//!
-//! Memory is measured with a counting global allocator: the bytes live after folding minus the bytes
-//! live before, divided by the number of distinct identities (profiles and all indexes included).
+//! 1,000,000; the second point is 10,000,000). Target: ≥ 1M events/s replay on one core.
 
-use std::alloc::System;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -16,17 +12,6 @@ use idgraph::log::{Durability, Log};
 use idgraph::model::{Entry, Seq};
 use idgraph::projection::Projection;
 use idgraph::projection::generate::LogGenerator;
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Bytes currently allocated through the global allocator.
-fn live_bytes() -> usize {
-    let stats = GLOBAL.stats();
-    (stats.bytes_allocated as isize + stats.bytes_reallocated - stats.bytes_deallocated as isize)
-        .max(0) as usize
-}
 
 fn n_entries() -> u64 {
     std::env::var("IDGRAPH_BENCH_ENTRIES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000)
@@ -72,20 +57,6 @@ fn replay_from_rocksdb(c: &mut Criterion) {
     log.close().unwrap();
     let log = Log::open(dir.path()).unwrap();
 
-    let before = live_bytes();
-    let projection = replay(&log);
-    let after = live_bytes();
-    let n_identities = projection.n_identities();
-    eprintln!(
-        "memory: {n_identities} identities, {} profiles, {} lookups: {} bytes live = {:.1} bytes/identity (allocator), estimate {:.1}",
-        projection.n_profiles(),
-        projection.n_lookups(),
-        after - before,
-        (after - before) as f64 / n_identities as f64,
-        projection.heap_bytes() as f64 / n_identities as f64,
-    );
-    drop(projection);
-
     let mut group = c.benchmark_group("projection/replay_rocksdb");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n_events));
@@ -93,6 +64,37 @@ fn replay_from_rocksdb(c: &mut Criterion) {
     group.finish();
 
     let entries: Vec<(Seq, Entry)> = log.read_range(Seq::ZERO, 200_000).unwrap();
+    let memory_log = Log::in_memory();
+    for chunk in entries.chunks(10_000) {
+        let batch: Vec<Entry> = chunk.iter().map(|(_, entry)| entry.clone()).collect();
+        memory_log.append_batch(&batch, Durability::Deferred).unwrap();
+    }
+    let mut group = c.benchmark_group("projection/decode_only");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(200_000));
+    group.bench_function("memory_log_200000_entries", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            memory_log.scan(Seq::ZERO, |_, entry| {
+                n += entry.events.len() as u64;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            n
+        })
+    });
+    group.bench_function("rocksdb_200000_entries", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            log.scan(Seq::ZERO, |seq, entry| {
+                n += entry.events.len() as u64;
+                if seq.0 >= 200_000 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .unwrap();
+            n
+        })
+    });
+    group.finish();
     let n_events_fold: u64 = entries.iter().map(|(_, e)| e.events.len() as u64).sum();
     let mut group = c.benchmark_group("projection/fold_in_memory");
     group.sample_size(10);

@@ -414,5 +414,6 @@ pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineErro
     if let Some(reason) = failure {
         return Err(EngineError::Unavailable(reason));
     }
+    projection.shrink_to_fit();
     Ok((projection, report))
 }

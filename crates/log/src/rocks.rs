@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use idgraph_model::{Seq, Timestamp};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Direction,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Direction,
     ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
@@ -26,6 +26,8 @@ const CF_ENTRIES: &str = "entries";
 const CF_TIME: &str = "time";
 const CF_META: &str = "meta";
 const CF_SNAPSHOTS: &str = "snapshots";
+/// Table block size of the `entries` column family: 64 KiB (RocksDB's default is 4 KiB).
+const ENTRIES_BLOCK_BYTES: usize = 64 * 1024;
 const META_FORMAT_KEY: &[u8] = b"format";
 /// The format name stored in `meta`. Bumped only with a change that an older build cannot read.
 pub(crate) const FORMAT_NAME: &[u8] = b"idgraph-log/1";
@@ -73,6 +75,13 @@ impl RocksStorage {
         let column_families = [CF_ENTRIES, CF_TIME, CF_META, CF_SNAPSHOTS].map(|name| {
             let mut cf_options = Options::default();
             cf_options.set_compression_type(DBCompressionType::None);
+            if name == CF_ENTRIES {
+                // The log is read mostly by full scans (replay): large blocks mean fewer block
+                // reads and checksum checks per entry. Point reads (audit) stay cheap enough.
+                let mut table = BlockBasedOptions::default();
+                table.set_block_size(ENTRIES_BLOCK_BYTES);
+                cf_options.set_block_based_table_factory(&table);
+            }
             ColumnFamilyDescriptor::new(name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, path, column_families).map_err(storage_error)?;

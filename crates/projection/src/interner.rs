@@ -99,6 +99,14 @@ impl Interner {
         key_of(&self.arena, &self.ends, id.0)
     }
 
+    /// Releases spare capacity.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        let Interner { arena, ends, table, hasher } = self;
+        table.shrink_to_fit(|&id| Self::hash(hasher, key_of(arena, ends, id)));
+    }
+
     /// How many identities are interned.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()

@@ -85,6 +85,59 @@ enum Edge {
     Alias(u32),
 }
 
+/// A [`Node`] in 4 bytes (the top bit says which kind), so a graph node costs 12 bytes, not 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PackedNode(u32);
+
+/// An [`Edge`] in 4 bytes (`u32::MAX` is a lookup), so a graph edge costs 20 bytes, not 24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PackedEdge(u32);
+
+const PROFILE_BIT: u32 = 1 << 31;
+
+impl Node {
+    fn pack(self) -> PackedNode {
+        match self {
+            Node::Identity(id) => {
+                assert!(id.0 < PROFILE_BIT, "identity ids stay below 2^31");
+                PackedNode(id.0)
+            }
+            Node::Profile(id) => {
+                assert!(id.0 < PROFILE_BIT, "profile ids stay below 2^31");
+                PackedNode(id.0 | PROFILE_BIT)
+            }
+        }
+    }
+}
+
+impl PackedNode {
+    fn unpack(self) -> Node {
+        if self.0 & PROFILE_BIT == 0 {
+            Node::Identity(IdentityId(self.0))
+        } else {
+            Node::Profile(ProfileId(self.0 & !PROFILE_BIT))
+        }
+    }
+}
+
+impl Edge {
+    fn pack(self) -> PackedEdge {
+        match self {
+            Edge::LooksUp => PackedEdge(u32::MAX),
+            Edge::Alias(idx) => {
+                assert!(idx < u32::MAX, "alias indices stay below u32::MAX");
+                PackedEdge(idx)
+            }
+        }
+    }
+}
+
+impl PackedEdge {
+    fn unpack(self) -> Edge {
+        if self.0 == u32::MAX { Edge::LooksUp } else { Edge::Alias(self.0) }
+    }
+}
+
 /// Per-profile state kept beside the graph.
 #[derive(Debug, Clone)]
 struct Profile {
@@ -147,7 +200,7 @@ impl ProfileView {
 /// The folded state of a log prefix.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
-    graph: Graph<Node, Edge, petgraph::Directed, u32>,
+    graph: Graph<PackedNode, PackedEdge, petgraph::Directed, u32>,
     worlds: Vec<(String, Environment)>,
     world_index: BTreeMap<(String, Environment), WorldId>,
     interner: Interner,
@@ -245,7 +298,7 @@ impl Projection {
 
     fn create_profile(&mut self, mpid: Mpid, world: WorldId, time: Timestamp) -> ProfileId {
         let id = ProfileId(self.profiles.len() as u32);
-        let node = self.graph.add_node(Node::Profile(id));
+        let node = self.graph.add_node(Node::Profile(id).pack());
         self.profiles.push(Profile {
             mpid,
             world,
@@ -266,7 +319,7 @@ impl Projection {
         self.aliases.push(record);
         let (source_node, destination_node) =
             (self.profiles[source.0 as usize].node, self.profiles[destination.0 as usize].node);
-        self.graph.add_edge(source_node, destination_node, Edge::Alias(idx));
+        self.graph.add_edge(source_node, destination_node, Edge::Alias(idx).pack());
         self.profiles[source.0 as usize].was_alias_source = true;
         self.profiles[destination.0 as usize].was_alias_destination = true;
     }
@@ -288,7 +341,7 @@ impl Projection {
         let key = Key { world, identity_type: identity.identity_type, value: &identity.value };
         let identity_id = match self.interner.intern(key) {
             Ok((id, true)) => {
-                let node = self.graph.add_node(Node::Identity(id));
+                let node = self.graph.add_node(Node::Identity(id).pack());
                 self.identity_nodes.push(node);
                 id
             }
@@ -300,7 +353,7 @@ impl Projection {
         if self.find_lookup_edge(identity_node, profile_node).is_some() {
             return self.diagnose(seq, format!("{identity} attached twice"));
         }
-        self.graph.add_edge(identity_node, profile_node, Edge::LooksUp);
+        self.graph.add_edge(identity_node, profile_node, Edge::LooksUp.pack());
         let profile = &mut self.profiles[profile.0 as usize];
         profile.types.insert(identity.identity_type);
         profile.n_identities += 1;
@@ -342,13 +395,14 @@ impl Projection {
         // An identity looks up few profiles, so a scan of its outgoing edges is cheap.
         self.graph
             .edges_directed(identity, Outgoing)
-            .find(|edge| edge.target() == profile && *edge.weight() == Edge::LooksUp)
+            .find(|edge| edge.target() == profile && edge.weight().unpack() == Edge::LooksUp)
             .map(|edge| edge.id())
     }
 
     fn intern_world(&mut self, scope: &str, environment: Environment) -> WorldId {
-        if let Some(world) = self.world_index.get(&(scope.to_owned(), environment)) {
-            return *world;
+        // Worlds are few: a scan of a short list beats building an owned key per entry.
+        if let Some(idx) = self.worlds.iter().position(|(s, e)| s == scope && *e == environment) {
+            return WorldId(idx as u16);
         }
         let world = WorldId(self.worlds.len() as u16);
         self.worlds.push((scope.to_owned(), environment));
@@ -378,8 +432,9 @@ impl Projection {
 
     /// The world of `scope` in `environment`, if any entry has touched it.
     pub fn world(&self, scope: &str, environment: Environment) -> Option<WorldId> {
-        // BTreeMap lookups by a borrowed tuple need an owned key; worlds are few and short.
-        self.world_index.get(&(scope.to_owned(), environment)).copied()
+        // Worlds are few: a scan of a short list, with no owned key to build.
+        let idx = self.worlds.iter().position(|(s, e)| s == scope && *e == environment)?;
+        Some(WorldId(idx as u16))
     }
 
     /// The identity `identity_type=value` in `world`, if ever seen.
@@ -404,8 +459,8 @@ impl Projection {
         let mut profiles: SmallVec<[ProfileId; 4]> = self
             .graph
             .edges_directed(node, Outgoing)
-            .filter(|edge| *edge.weight() == Edge::LooksUp)
-            .filter_map(|edge| match self.graph[edge.target()] {
+            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
+            .filter_map(|edge| match self.graph[edge.target()].unpack() {
                 Node::Profile(profile) => Some(profile),
                 Node::Identity(_) => None,
             })
@@ -420,8 +475,8 @@ impl Projection {
         let mut identities: SmallVec<[IdentityId; 8]> = self
             .graph
             .edges_directed(node, Incoming)
-            .filter(|edge| *edge.weight() == Edge::LooksUp)
-            .filter_map(|edge| match self.graph[edge.source()] {
+            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
+            .filter_map(|edge| match self.graph[edge.source()].unpack() {
                 Node::Identity(identity) => Some(identity),
                 Node::Profile(_) => None,
             })
@@ -502,8 +557,8 @@ impl Projection {
         let mut records: Vec<AliasRecord> = self
             .graph
             .edges_directed(node, Outgoing)
-            .filter_map(|edge| match edge.weight() {
-                Edge::Alias(idx) => Some(self.aliases[*idx as usize]),
+            .filter_map(|edge| match edge.weight().unpack() {
+                Edge::Alias(idx) => Some(self.aliases[idx as usize]),
                 Edge::LooksUp => None,
             })
             .collect();
@@ -529,12 +584,23 @@ impl Projection {
         digest::content(self)
     }
 
+    /// Releases spare capacity (vector growth slack) after a bulk load such as a replay. Appends
+    /// after it grow the structures again as needed.
+    pub fn shrink_to_fit(&mut self) {
+        self.graph.shrink_to_fit();
+        self.interner.shrink_to_fit();
+        self.identity_nodes.shrink_to_fit();
+        self.profiles.shrink_to_fit();
+        self.mpid_index.shrink_to_fit();
+        self.aliases.shrink_to_fit();
+    }
+
     /// Heap bytes held by the graph and its indexes, by capacity (an estimate from the data
     /// structures; benchmarks measure the allocator instead).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.graph.capacity().0 * (size_of::<Node>() + 8)
-            + self.graph.capacity().1 * (size_of::<Edge>() + 16)
+        self.graph.capacity().0 * (size_of::<PackedNode>() + 8)
+            + self.graph.capacity().1 * (size_of::<PackedEdge>() + 16)
             + self.interner.heap_bytes()
             + self.identity_nodes.capacity() * 4
             + self.profiles.capacity() * size_of::<Profile>()

@@ -150,7 +150,7 @@ impl Projection {
         }
         w.count(self.graph.node_count());
         for node in self.graph.node_weights() {
-            match node {
+            match node.unpack() {
                 Node::Identity(id) => {
                     w.u8(0);
                     w.u32(id.0);
@@ -165,8 +165,8 @@ impl Projection {
             .graph
             .raw_edges()
             .iter()
-            .filter(|edge| edge.weight == Edge::LooksUp)
-            .map(|edge| match (self.graph[edge.source()], self.graph[edge.target()]) {
+            .filter(|edge| edge.weight.unpack() == Edge::LooksUp)
+            .map(|edge| match (self.graph[edge.source()].unpack(), self.graph[edge.target()].unpack()) {
                 (Node::Identity(identity), Node::Profile(profile)) => (identity.0, profile.0),
                 _ => unreachable!("lookups go from an identity to a profile"),
             })
@@ -332,14 +332,14 @@ fn load_nodes(
         let id = r.u32()?;
         match kind {
             0 if (id as usize) < identity_worlds.len() => {
-                let node = projection.graph.add_node(Node::Identity(crate::IdentityId(id)));
+                let node = projection.graph.add_node(Node::Identity(crate::IdentityId(id)).pack());
                 if identity_nodes.insert(id, node).is_some() {
                     return Err(bad("identity node listed twice"));
                 }
             }
             1 if (id as usize) < projection.profiles.len() && !seen_profiles[id as usize] => {
                 seen_profiles[id as usize] = true;
-                let node = projection.graph.add_node(Node::Profile(ProfileId(id)));
+                let node = projection.graph.add_node(Node::Profile(ProfileId(id)).pack());
                 projection.profiles[id as usize].node = node;
             }
             _ => return Err(bad("bad node")),
@@ -365,7 +365,7 @@ fn load_lookups(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), S
         }
         let identity_type =
             projection.interner.resolve(crate::IdentityId(identity as u32)).identity_type;
-        projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp);
+        projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp.pack());
         let profile = &mut projection.profiles[profile];
         profile.types.insert(identity_type);
         profile.n_identities += 1;
@@ -392,7 +392,7 @@ fn load_aliases(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), S
         projection.aliases.push(record);
         let (source_node, destination_node) =
             (projection.profiles[source].node, projection.profiles[destination].node);
-        projection.graph.add_edge(source_node, destination_node, Edge::Alias(idx));
+        projection.graph.add_edge(source_node, destination_node, Edge::Alias(idx).pack());
     }
     Ok(())
 }
