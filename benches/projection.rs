@@ -75,11 +75,12 @@ fn replay_from_rocksdb(c: &mut Criterion) {
     group.bench_function("memory_log_200000_entries", |b| {
         b.iter(|| {
             let mut n = 0u64;
-            memory_log.scan(Seq::ZERO, |_, entry| {
-                n += entry.events.len() as u64;
-                ControlFlow::Continue(())
-            })
-            .unwrap();
+            memory_log
+                .scan(Seq::ZERO, |_, entry| {
+                    n += entry.events.len() as u64;
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
             n
         })
     });

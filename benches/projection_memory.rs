@@ -25,10 +25,16 @@ fn live_bytes() -> usize {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument that is not ours means "not this one".
-    if std::env::args().skip(1).any(|arg| !arg.starts_with('-') && !"projection_memory".contains(arg.as_str())) {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| !arg.starts_with('-') && !"projection_memory".contains(arg.as_str()))
+    {
         return;
     }
-    let n: u64 = std::env::var("IDGRAPH_BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("IDGRAPH_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let before = live_bytes();
     let mut projection = Projection::new();
     let mut n_events = 0u64;

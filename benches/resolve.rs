@@ -65,6 +65,17 @@ fn populated(n: u64) -> Engine {
     engine
 }
 
+/// A device whose profile is anonymous (every third profile was converted by a login, and a
+/// device alone cannot return a known profile), so identifying with it is a pure read.
+fn anonymous_device(k: u64, n: u64) -> u64 {
+    let i = (k * 7919) % n;
+    match i % 3 {
+        0 if i == 0 => 1,
+        0 => i - 1,
+        _ => i,
+    }
+}
+
 fn percentiles(mut samples: Vec<u64>) -> String {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
@@ -87,7 +98,7 @@ fn benches(c: &mut Criterion) {
         for i in 0..200_000u64 {
             let query = IdentityQuery {
                 op: IdentityOp::Identify,
-                known_identities: vec![device((i * 7919) % n)],
+                known_identities: vec![device(anonymous_device(i, n))],
                 previous_mpid: None,
             };
             let started = Instant::now();
@@ -103,10 +114,10 @@ fn benches(c: &mut Criterion) {
         group.bench_function("identify_hit", |b| {
             b.iter_batched(
                 || {
-                    i = (i + 7919) % n;
+                    i += 1;
                     IdentityQuery {
                         op: IdentityOp::Identify,
-                        known_identities: vec![device(i)],
+                        known_identities: vec![device(anonymous_device(i, n))],
                         previous_mpid: None,
                     }
                 },
@@ -137,8 +148,13 @@ fn benches(c: &mut Criterion) {
     let mut i = 0u64;
     group.bench_function("identify_hit", |b| {
         b.iter(|| {
-            i = (i + 7919) % n;
-            engine.handle(&meta(), identify(vec![device(i)], IdentityOp::Identify)).unwrap()
+            i += 1;
+            engine
+                .handle(
+                    &meta(),
+                    identify(vec![device(anonymous_device(i, n))], IdentityOp::Identify),
+                )
+                .unwrap()
         })
     });
     let mut fresh = n * 2;

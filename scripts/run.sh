@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 source scripts/env.sh
-cargo build --locked --release --bin idgraph
+cargo build --locked --release -p idgraph-cli
 idgraph_cache_rocksdb
 exec "${CARGO_TARGET_DIR:-target}/release/idgraph" "$@"

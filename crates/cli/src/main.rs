@@ -3,7 +3,9 @@
 //! Subcommands are thin: each parses arguments, opens what it needs and calls into the library
 //! crates. Errors are `anyhow` chains whose top line names the file (and line) at fault.
 
+mod bench;
 mod demo;
+mod gen_cmd;
 mod log_cmd;
 mod replay;
 mod serve;
@@ -36,6 +38,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write a seeded, reproducible workload as JSON Lines (see docs/workloads.md).
+    Gen(gen_cmd::GenArgs),
+    /// Run a workload against the in-process engine or an HTTP endpoint and report throughput,
+    /// latency percentiles, errors and memory. Without arguments: a small standard suite.
+    Bench(bench::BenchArgs),
     /// Inspect and maintain the append-only log.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -68,6 +75,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Serve { config, listen, data_dir } => serve::run(config, listen, data_dir),
+        Command::Gen(args) => gen_cmd::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Demo { data_dir } => demo::run(&data_dir_arg(data_dir)),
         Command::Replay { data_dir, full } => replay::run(&data_dir_arg(data_dir), full),

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use idgraph_model::{Seq, Timestamp};
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Direction,
-    ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
+    Direction, ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::storage::{Storage, StorageError, StoredRecord};

@@ -166,9 +166,11 @@ impl Projection {
             .raw_edges()
             .iter()
             .filter(|edge| edge.weight.unpack() == Edge::LooksUp)
-            .map(|edge| match (self.graph[edge.source()].unpack(), self.graph[edge.target()].unpack()) {
-                (Node::Identity(identity), Node::Profile(profile)) => (identity.0, profile.0),
-                _ => unreachable!("lookups go from an identity to a profile"),
+            .map(|edge| {
+                match (self.graph[edge.source()].unpack(), self.graph[edge.target()].unpack()) {
+                    (Node::Identity(identity), Node::Profile(profile)) => (identity.0, profile.0),
+                    _ => unreachable!("lookups go from an identity to a profile"),
+                }
             })
             .collect();
         w.count(lookups.len());
