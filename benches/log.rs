@@ -16,6 +16,10 @@ use idgraph::model::{
     Request, Seq, Timestamp,
 };
 
+// The allocator the `idgraph` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A realistic entry: an identify that created a profile with a device ID and an email.
 fn entry(n: u64) -> Entry {
     let mpid = Mpid::new((n as i64).wrapping_mul(0x9E37_79B9) | 1).unwrap();

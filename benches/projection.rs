@@ -13,6 +13,10 @@ use idgraph::model::{Entry, Seq};
 use idgraph::projection::Projection;
 use idgraph::projection::generate::LogGenerator;
 
+// The allocator the `idgraph` binary uses: decoding allocates a few small strings per entry.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn n_entries() -> u64 {
     std::env::var("IDGRAPH_BENCH_ENTRIES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000)
 }

@@ -15,6 +15,10 @@ use idgraph::query::{
     IdentityOp, IdentityQuery, MpidSource, Resolver, ResolverConfig, Strategy, World,
 };
 
+// The allocator the `idgraph` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Counter(i64);
 
 impl MpidSource for Counter {

@@ -118,21 +118,21 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             reports.push(run_once(&run_args, format!("in-process durable, {clients} clients"))?);
             if !args.json {
                 if reports.len() == 1 {
-                    println!("{HEADER}");
+                    outln!("{HEADER}");
                 }
-                println!("{}", reports.last().expect("pushed").row());
+                outln!("{}", reports.last().expect("pushed").row());
             }
         }
     } else {
         let target = if args.url.is_some() { "http" } else { "in-process durable" };
         reports.push(run_once(&args, format!("{target}, {} clients", args.clients))?);
         if !args.json {
-            println!("{HEADER}\n{}", reports[0].row());
+            outln!("{HEADER}\n{}", reports[0].row());
         }
     }
     if args.json {
         let all: Vec<serde_json::Value> = reports.iter().map(Report::json).collect();
-        println!("{}", serde_json::Value::Array(all));
+        outln!("{}", serde_json::Value::Array(all));
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub(crate) fn run(data_dir: &Path) -> anyhow::Result<()> {
     let workspace = Workspace { name: "demo".into(), scope: "demo".into(), resolver };
     let (engine, report) = Engine::open(data_dir, EngineConfig::single(workspace))
         .with_context(|| format!("cannot open {}", data_dir.display()))?;
-    println!(
+    outln!(
         "opened {} (log at sequence {}, {} entries replayed)",
         data_dir.display(),
         engine.log().last_seq(),
@@ -70,7 +70,7 @@ pub(crate) fn run(data_dir: &Path) -> anyhow::Result<()> {
         let shown: Vec<String> = known_identities.iter().map(Identity::to_string).collect();
         match answer {
             Answer::Resolved(answer) => {
-                println!(
+                outln!(
                     "{title}\n     {} {{{}}} -> mpid {}{}, logged in: {}",
                     op.name(),
                     shown.join(", "),
@@ -80,12 +80,12 @@ pub(crate) fn run(data_dir: &Path) -> anyhow::Result<()> {
                 );
                 previous_mpid = Some(answer.mpid);
             }
-            other => println!("{title}\n     {} {{{}}} -> {other:?}", op.name(), shown.join(", ")),
+            other => outln!("{title}\n     {} {{{}}} -> {other:?}", op.name(), shown.join(", ")),
         }
     }
     let last = engine.log().last_seq();
     engine.close()?;
-    println!(
+    outln!(
         "log now at sequence {last}; inspect it with `idgraph log show --data-dir {}`",
         data_dir.display()
     );

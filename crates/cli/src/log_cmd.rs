@@ -85,7 +85,7 @@ fn append(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
         (_, last) = log.append_batch(batch, Durability::Synced)?;
     }
     log.close()?;
-    println!("appended {} entries; last sequence {last}", entries.len());
+    outln!("appended {} entries; last sequence {last}", entries.len());
     Ok(())
 }
 
@@ -113,6 +113,6 @@ fn show(from: Seq, limit: usize, data_dir: &Path) -> anyhow::Result<()> {
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
     let log = open_log(data_dir)?;
     let report = log.verify()?;
-    println!("ok: {} entries, last sequence {}", report.n_entries, report.last_seq);
+    outln!("ok: {} entries, last sequence {}", report.n_entries, report.last_seq);
     Ok(())
 }

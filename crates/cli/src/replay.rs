@@ -1,13 +1,11 @@
-//! `idgraph replay`: rebuild the projection from the log, compare it with what loading (snapshot +
-//! tail) gives, and report the digests and throughput.
+//! `idgraph replay`: rebuild the projection from the log (one thread decoding, one folding),
+//! compare it with what loading (snapshot + tail) gives, and report the digests and throughput.
 
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use idgraph_log::Log;
-use idgraph_model::Seq;
 use idgraph_projection::Projection;
 
 pub(crate) fn run(data_dir: &Path, full: bool) -> anyhow::Result<()> {
@@ -15,27 +13,16 @@ pub(crate) fn run(data_dir: &Path, full: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open {}", data_dir.display()))?;
     let started = Instant::now();
     let mut projection = Projection::new();
-    let mut n_events = 0u64;
-    let mut failure = None;
-    log.scan(Seq::ZERO, |seq, entry| {
-        n_events += entry.events.len() as u64;
-        if let Err(err) = projection.apply(seq, &entry) {
-            failure = Some(err);
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })?;
-    if let Some(err) = failure {
-        return Err(err.into());
-    }
+    idgraph_engine::replay_into(&log, &mut projection)?;
+    let n_events = projection.n_events_applied();
     let elapsed = started.elapsed().as_secs_f64();
     let n_entries = projection.last_seq().0;
-    println!(
+    outln!(
         "replayed {n_entries} entries ({n_events} events) in {elapsed:.3} s: {:.0} entries/s, {:.0} events/s",
         n_entries as f64 / elapsed.max(1e-9),
         n_events as f64 / elapsed.max(1e-9)
     );
-    println!(
+    outln!(
         "profiles {}, identities {}, lookups {}, aliases {}",
         projection.n_profiles(),
         projection.n_identities(),
@@ -44,27 +31,27 @@ pub(crate) fn run(data_dir: &Path, full: bool) -> anyhow::Result<()> {
     );
     let (diagnostics, n_diagnostics) = projection.diagnostics();
     for diagnostic in diagnostics.iter().take(10) {
-        println!("diagnostic at sequence {}: {}", diagnostic.seq, diagnostic.message);
+        outln!("diagnostic at sequence {}: {}", diagnostic.seq, diagnostic.message);
     }
     if n_diagnostics > 0 {
-        println!("{n_diagnostics} diagnostics in all");
+        outln!("{n_diagnostics} diagnostics in all");
     }
-    println!("running digest {}", projection.running_digest());
-    println!("content digest {}", projection.content_digest());
+    outln!("running digest {}", projection.running_digest());
+    outln!("content digest {}", projection.content_digest());
     if !full {
         let (loaded, report) = idgraph_engine::load_projection(&log)?;
         let agree = loaded.running_digest() == projection.running_digest()
             && loaded.content_digest() == projection.content_digest();
         match report.snapshot_seq {
-            Some(seq) => println!(
+            Some(seq) => outln!(
                 "snapshot at {seq} + {} entries: {}",
                 report.n_replayed,
                 if agree { "agrees" } else { "DIFFERS" }
             ),
-            None => println!("no snapshot"),
+            None => outln!("no snapshot"),
         }
         for (seq, reason) in &report.snapshots_discarded {
-            println!("snapshot at {seq} discarded: {reason}");
+            outln!("snapshot at {seq} discarded: {reason}");
         }
         anyhow::ensure!(agree, "the state loaded from the snapshot differs from a full replay");
     }

@@ -43,16 +43,16 @@ pub(crate) fn run(
         let address = listener.local_addr()?;
         if config_path.is_none() {
             let workspace = &config.workspaces[0];
-            println!(
+            outln!(
                 "development workspace `{}` (strategy default): api_key `{}`, api_secret `{}`, key-only allowed",
                 workspace.workspace.name, workspace.api_key, workspace.api_secret
             );
         }
         // Tests and scripts read this line to find the port.
-        println!("listening on http://{address}");
+        outln!("listening on http://{address}");
         std::io::stdout().flush()?;
         idgraph_server::serve(config, engine, listener, idgraph_server::shutdown_signal()).await
     })?;
-    println!("stopped");
+    outln!("stopped");
     Ok(())
 }

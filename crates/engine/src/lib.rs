@@ -378,6 +378,61 @@ fn operation_of(command: Command, now: Timestamp) -> Operation {
     }
 }
 
+/// Entries per batch handed from the decoding thread to the folding thread during replay.
+const REPLAY_BATCH_ENTRIES: usize = 1_024;
+/// Batches in flight between the two threads: bounds replay memory to a few thousand entries.
+const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
+
+/// Folds every entry after the projection's last sequence into it, and returns how many.
+///
+/// Two threads: one scans the log (checksums and decodes), the other folds, with a bounded channel
+/// of batches between them. The fold stays single-threaded and in log order, so the result is
+/// exactly that of a sequential replay.
+pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, EngineError> {
+    let from = projection.last_seq().next();
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Seq, Entry)>>(REPLAY_BATCHES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(REPLAY_BATCH_ENTRIES);
+            let res = log.scan(from, |seq, entry| {
+                batch.push((seq, entry));
+                if batch.len() == REPLAY_BATCH_ENTRIES {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_ENTRIES));
+                    if sender.send(full).is_err() {
+                        return ControlFlow::Break(()); // The folder stopped.
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            if !batch.is_empty() {
+                let _ = sender.send(batch);
+            }
+            res
+        });
+        let mut n_replayed = 0u64;
+        let mut failure = None;
+        for batch in receiver.iter() {
+            for (seq, entry) in &batch {
+                if let Err(err) = projection.apply(*seq, entry) {
+                    failure.get_or_insert(err.to_string());
+                    break;
+                }
+                n_replayed += 1;
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        drop(receiver);
+        let scanned = reader.join().map_err(|_| EngineError::Unavailable("the replay reader panicked".into()))?;
+        scanned.map_err(|err| EngineError::Unavailable(err.to_string()))?;
+        match failure {
+            Some(reason) => Err(EngineError::Unavailable(reason)),
+            None => Ok(n_replayed),
+        }
+    })
+}
+
 /// Loads the newest snapshot that verifies and folds the log after it; a bad snapshot is discarded
 /// (reported) and the next older one, or a full replay, is used instead.
 pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineError> {
@@ -399,21 +454,7 @@ pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineErro
             Err(reason) => report.snapshots_discarded.push((seq, reason)),
         }
     }
-    let mut failure = None;
-    log.scan(projection.last_seq().next(), |seq, entry| match projection.apply(seq, &entry) {
-        Ok(()) => {
-            report.n_replayed += 1;
-            ControlFlow::Continue(())
-        }
-        Err(err) => {
-            failure = Some(err.to_string());
-            ControlFlow::Break(())
-        }
-    })
-    .map_err(unavailable)?;
-    if let Some(reason) = failure {
-        return Err(EngineError::Unavailable(reason));
-    }
+    report.n_replayed = replay_into(log, &mut projection)?;
     projection.shrink_to_fit();
     Ok((projection, report))
 }

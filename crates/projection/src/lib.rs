@@ -215,6 +215,9 @@ pub struct Projection {
     running_digest: Digest,
     diagnostics: Vec<Diagnostic>,
     n_diagnostics: u64,
+    /// Events applied by this value since it was created or loaded (a statistic: not part of the
+    /// state, the digests or snapshots).
+    n_events_applied: u64,
 }
 
 /// [`Projection::apply`] was called with an entry that does not follow the last one.
@@ -245,6 +248,7 @@ impl Projection {
         for event in &entry.events {
             self.apply_event(seq, world, entry.recorded_at, event);
         }
+        self.n_events_applied += entry.events.len() as u64;
         match &entry.outcome {
             Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => {
                 if let Some(profile) = self.mpid_index.get(mpid).copied() {
@@ -528,6 +532,11 @@ impl Projection {
     /// The MPID of a profile.
     pub fn mpid(&self, profile: ProfileId) -> Mpid {
         self.profiles[profile.0 as usize].mpid
+    }
+
+    /// Events applied since this value was created or loaded from a snapshot (a statistic).
+    pub fn n_events_applied(&self) -> u64 {
+        self.n_events_applied
     }
 
     /// How many profiles exist (orphaned included).
