@@ -7,7 +7,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use idgraph::engine::{Command, Engine, EngineConfig, ManualClock, RequestMeta, Workspace};
 use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp};
-use idgraph::query::{AliasQuery, IdentityOp, IdentityQuery, MpidSource, Resolver, ResolverConfig, Strategy, World};
+use idgraph::query::{
+    AliasQuery, IdentityOp, IdentityQuery, MpidSource, Resolver, ResolverConfig, Strategy, World,
+};
 
 // The allocator the `idgraph` binary uses.
 #[global_allocator]
@@ -42,15 +44,26 @@ fn meta() -> RequestMeta {
 fn engine() -> (Engine, Mpid, Mpid) {
     let workspace = Workspace { name: "shop".into(), scope: "shop".into(), resolver: config() };
     let clock = ManualClock::new(Timestamp(1_700_000_000_000_000), 1);
-    let engine = Engine::in_memory(EngineConfig::single(workspace), Box::new(clock), Box::new(Counter(0)));
+    let engine =
+        Engine::in_memory(EngineConfig::single(workspace), Box::new(clock), Box::new(Counter(0)));
     let mut mpids = Vec::new();
     for i in 0..100_000u64 {
-        let mut identities = vec![Identity::new(IdentityType::DeviceApplicationStamp, format!("das-{i}"))];
+        let mut identities =
+            vec![Identity::new(IdentityType::DeviceApplicationStamp, format!("das-{i}"))];
         if i < 2 {
             identities.push(Identity::new(IdentityType::Email, format!("known{i}@example.com")));
         }
         let op = if i < 2 { IdentityOp::Login } else { IdentityOp::Identify };
-        let answer = engine.handle(&meta(), Command::Identity(IdentityQuery { op, known_identities: identities, previous_mpid: None })).unwrap();
+        let answer = engine
+            .handle(
+                &meta(),
+                Command::Identity(IdentityQuery {
+                    op,
+                    known_identities: identities,
+                    previous_mpid: None,
+                }),
+            )
+            .unwrap();
         if let idgraph::query::Answer::Resolved(answer) = answer {
             mpids.push(answer.mpid);
         }
@@ -78,7 +91,11 @@ fn benches(c: &mut Criterion) {
                 .map(|t| Identity::new(t, "unseen-value"))
                 .collect();
             identities.push(Identity::new(IdentityType::DeviceApplicationStamp, "das-777"));
-            let query = IdentityQuery { op: IdentityOp::Identify, known_identities: identities, previous_mpid: None };
+            let query = IdentityQuery {
+                op: IdentityOp::Identify,
+                known_identities: identities,
+                previous_mpid: None,
+            };
             group.bench_function(BenchmarkId::from_parameter(n_types), |b| {
                 b.iter(|| resolver.identity(&world, &query, now, &mut Counter(1 << 40)).unwrap())
             });
@@ -88,14 +105,22 @@ fn benches(c: &mut Criterion) {
         let mut group = c.benchmark_group("hot/modify");
         group.throughput(Throughput::Elements(1));
         // `second` takes `first`'s unique email: a detach from one profile and an attach to another.
-        let steal = vec![IdentityChange { identity_type: IdentityType::Email, old_value: None, new_value: Some("known0@example.com".into()) }];
-        group.bench_function("unique_id_move", |b| b.iter(|| resolver.modify(&world, second, &steal).unwrap()));
+        let steal = vec![IdentityChange {
+            identity_type: IdentityType::Email,
+            old_value: None,
+            new_value: Some("known0@example.com".into()),
+        }];
+        group.bench_function("unique_id_move", |b| {
+            b.iter(|| resolver.modify(&world, second, &steal).unwrap())
+        });
         group.finish();
 
         let mut group = c.benchmark_group("hot/alias");
         group.throughput(Throughput::Elements(1));
         let alias = AliasQuery { source: first, destination: second, start: None, end: None };
-        group.bench_function("validate", |b| b.iter(|| resolver.alias(&world, &alias, now).unwrap()));
+        group.bench_function("validate", |b| {
+            b.iter(|| resolver.alias(&world, &alias, now).unwrap())
+        });
         group.finish();
     });
 }

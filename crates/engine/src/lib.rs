@@ -14,8 +14,8 @@
 //! critical section is in-memory work only.
 //!
 //! An answer that changed state is returned only after its entry is fsynced. An entry with no
-//! events (a request that changed nothing) is answered once written, before fsync: the log is
-//! sequential, so any later durable entry implies it is durable too.
+//! events (a request that changed nothing) is answered once queued (`Durability::Queued`), before
+//! it is written: the log is sequential, so any later durable entry implies it is durable too.
 //!
 //! If a write fails after the entry was applied, the projection is ahead of the log: the engine
 //! poisons itself and refuses every request until it is reopened (which replays the log).
@@ -390,14 +390,16 @@ const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
 /// exactly that of a sequential replay.
 pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, EngineError> {
     let from = projection.last_seq().next();
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Seq, Entry)>>(REPLAY_BATCHES_IN_FLIGHT);
+    let (sender, receiver) =
+        std::sync::mpsc::sync_channel::<Vec<(Seq, Entry)>>(REPLAY_BATCHES_IN_FLIGHT);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut batch = Vec::with_capacity(REPLAY_BATCH_ENTRIES);
             let res = log.scan(from, |seq, entry| {
                 batch.push((seq, entry));
                 if batch.len() == REPLAY_BATCH_ENTRIES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_ENTRIES));
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_ENTRIES));
                     if sender.send(full).is_err() {
                         return ControlFlow::Break(()); // The folder stopped.
                     }
@@ -424,7 +426,9 @@ pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, Engine
             }
         }
         drop(receiver);
-        let scanned = reader.join().map_err(|_| EngineError::Unavailable("the replay reader panicked".into()))?;
+        let scanned = reader
+            .join()
+            .map_err(|_| EngineError::Unavailable("the replay reader panicked".into()))?;
         scanned.map_err(|err| EngineError::Unavailable(err.to_string()))?;
         match failure {
             Some(reason) => Err(EngineError::Unavailable(reason)),

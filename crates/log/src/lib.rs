@@ -62,6 +62,13 @@ pub enum Durability {
     /// (never an earlier synced entry, and never leaving a gap). For bulk imports and for answers
     /// that changed nothing.
     Deferred,
+    /// Return as soon as the entries have their sequences, before they are written. The next group
+    /// commit writes them (any later append that waits, [`Log::flush`], [`Log::sync`], or the
+    /// append that finds [`limits::QUEUED_ENTRIES_MAX`] entries queued). Until then readers do
+    /// not see them, and a crash loses them (only them and what follows them: never a gap).
+    /// For answers that changed nothing, which may be lost without any later decision depending
+    /// on them being durable.
+    Queued,
 }
 
 /// Entries accepted by [`Log::submit`] and not yet waited for.
@@ -264,6 +271,7 @@ impl Log {
             let done = match durability {
                 Durability::Synced => writer.durable_seq >= seq,
                 Durability::Deferred => writer.written_seq >= seq,
+                Durability::Queued => writer.queue.len() < limits::QUEUED_ENTRIES_MAX,
             };
             if done {
                 return Ok(());
@@ -319,6 +327,13 @@ impl Log {
         writer
     }
 
+    /// Writes every queued entry (without fsync) and returns the last written sequence.
+    pub fn flush(&self) -> Result<Seq> {
+        let writer = self.lock_writer();
+        let target = Seq(writer.next_seq.0 - 1);
+        Ok(self.lock_until_written(writer, target)?.written_seq)
+    }
+
     /// Makes every entry appended so far durable, including [`Durability::Deferred`] ones, and
     /// returns the last durable sequence.
     pub fn sync(&self) -> Result<Seq> {
@@ -370,6 +385,11 @@ impl Log {
         // A panic while holding the lock cannot leave the state half-updated in a way that matters:
         // every mutation under the lock is a plain field assignment.
         self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The last sequence assigned (including [`Durability::Queued`] entries not yet written).
+    pub fn assigned_seq(&self) -> Seq {
+        Seq(self.lock_writer().next_seq.0 - 1)
     }
 
     /// The last sequence written (visible to readers; durable only up to [`Log::durable_seq`]).

@@ -9,4 +9,8 @@ pub const ENTRY_PAYLOAD_BYTES_MAX: usize = 1 << 20;
 /// one RocksDB write batch (and the memory behind it) small enough to commit in well under a second.
 pub const BATCH_ENTRIES_MAX: usize = 65_536;
 
+/// Most entries left queued by [`crate::Durability::Queued`] appends before one of them writes the
+/// queue itself: bounds the memory, and the entries a crash can lose, when no other append comes.
+pub const QUEUED_ENTRIES_MAX: usize = 1_024;
+
 const _: () = assert!(ENTRY_PAYLOAD_BYTES_MAX <= u32::MAX as usize, "length is framed as u32");

@@ -77,6 +77,25 @@ fn check_basics(log: &Log) {
     assert_eq!(log.get(Seq(5)).unwrap(), Some(entry(6, 500)));
     assert_eq!(log.sync().unwrap(), Seq(5));
     assert_eq!(log.verify().unwrap().n_entries, 5);
+
+    // Queued appends return before the write: invisible until the next group commit writes them.
+    let (seq, _) = log.append_batch(&[entry(7, 600)], Durability::Queued).unwrap();
+    assert_eq!(seq, Seq(6));
+    assert_eq!(log.assigned_seq(), Seq(6));
+    assert_eq!(log.last_seq(), Seq(5));
+    assert_eq!(log.get(Seq(6)).unwrap(), None);
+    assert_eq!(log.flush().unwrap(), Seq(6));
+    assert_eq!(log.get(Seq(6)).unwrap(), Some(entry(7, 600)));
+    // A synced append writes (and syncs) what was queued before it.
+    log.append_batch(&[entry(8, 700)], Durability::Queued).unwrap();
+    assert_eq!(log.append(&entry(9, 800)).unwrap(), Seq(8));
+    assert_eq!(log.durable_seq(), Seq(8));
+    assert_eq!(log.get(Seq(7)).unwrap(), Some(entry(8, 700)));
+    // A long run of queued appends writes itself once the queue is full.
+    for n in 0..idgraph_log::limits::QUEUED_ENTRIES_MAX as u64 + 1 {
+        log.append_batch(&[entry(100 + n, 900)], Durability::Queued).unwrap();
+    }
+    assert!(log.last_seq() > Seq(8), "the full queue was written");
 }
 
 #[test]
@@ -89,15 +108,21 @@ fn rocksdb_log_basics_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
     check_basics(&log);
+    log.flush().unwrap();
     let before = all(&log);
     log.close().unwrap();
 
     let log = Log::open(dir.path()).unwrap();
     assert_eq!(all(&log), before, "a reopened log holds exactly what was appended");
-    assert_eq!(log.last_seq(), Seq(5));
+    let last = log.last_seq();
+    assert_eq!(
+        last.0,
+        8 + idgraph_log::limits::QUEUED_ENTRIES_MAX as u64 + 1,
+        "close wrote the queue"
+    );
     // Appends continue the sequence and the time order of the previous run.
     assert!(matches!(log.append(&entry(7, 1)), Err(Error::Rejected { .. })));
-    assert_eq!(log.append(&entry(7, 600)).unwrap(), Seq(6));
+    assert_eq!(log.append(&entry(7, 1_000)).unwrap(), last.next());
 }
 
 #[test]

@@ -132,13 +132,15 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({"status": "ok", "last_seq": state.engine.log().last_seq().0, "durable_seq": state.engine.log().durable_seq().0});
+    let log = state.engine.log();
+    let body = serde_json::json!({"status": "ok", "last_seq": log.assigned_seq().0, "written_seq": log.last_seq().0, "durable_seq": log.durable_seq().0});
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let log = state.engine.log();
-    let text = state.metrics.render(log.last_seq(), log.durable_seq(), log.stats());
+    let text =
+        state.metrics.render([log.assigned_seq(), log.last_seq(), log.durable_seq()], log.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -158,14 +160,32 @@ pub async fn serve(
         rate_limiter: Arc::default(),
     };
     let snapshots = tokio::spawn(snapshot_loop(Arc::clone(&engine), config.snapshot_every_entries));
+    let flusher = tokio::spawn(flush_loop(Arc::clone(&engine)));
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
-    snapshots.abort();
-    let _ = snapshots.await;
+    for task in [snapshots, flusher] {
+        task.abort();
+        let _ = task.await;
+    }
     tracing::info!("stopped accepting; flushing the log");
     let engine =
         Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still in use at shutdown"))?;
     tokio::task::spawn_blocking(move || engine.close()).await??;
     Ok(())
+}
+
+/// Answers that changed nothing are queued, not written (`Durability::Queued`); this writes the
+/// queue every 50 ms so that quiet periods do not leave entries unwritten for long.
+async fn flush_loop(engine: Arc<Engine>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if engine.log().assigned_seq() == engine.log().last_seq() {
+            continue;
+        }
+        let engine = Arc::clone(&engine);
+        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || engine.log().flush()).await {
+            tracing::warn!(error = %err, "flushing queued entries failed");
+        }
+    }
 }
 
 /// Takes a snapshot whenever `every` entries have been appended since the last one.

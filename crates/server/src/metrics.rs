@@ -44,7 +44,8 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, last_seq: Seq, durable_seq: Seq, log: LogStats) -> String {
+    pub fn render(&self, positions: [Seq; 3], log: LogStats) -> String {
+        let [assigned_seq, written_seq, durable_seq] = positions;
         let mut out = String::new();
         out.push_str("# HELP idgraph_http_requests_total HTTP requests by endpoint and status.\n# TYPE idgraph_http_requests_total counter\n");
         for ((endpoint, status), count) in
@@ -73,7 +74,18 @@ impl Metrics {
         );
         let _ = writeln!(out, "idgraph_http_request_duration_seconds_count {count}");
         let gauges = [
-            ("idgraph_log_last_seq", "Last sequence written to the log.", "gauge", last_seq.0),
+            (
+                "idgraph_log_last_seq",
+                "Last sequence assigned (queued entries included).",
+                "gauge",
+                assigned_seq.0,
+            ),
+            (
+                "idgraph_log_written_seq",
+                "Last sequence written to storage.",
+                "gauge",
+                written_seq.0,
+            ),
             (
                 "idgraph_log_durable_seq",
                 "Last sequence known to be fsynced.",
