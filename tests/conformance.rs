@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use idgraph::engine::{
-    Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace,
+    Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace, audit,
 };
 use idgraph::log::Log;
-use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp};
+use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Seq, Timestamp};
 use idgraph::query::{
     AliasQuery, Answer, DEFAULT_PRIORITY, IdentityOp, IdentityQuery, MpidSource, ResolverConfig,
     Strategy, TieBreak,
@@ -290,6 +290,26 @@ impl Run {
         }
     }
 
+    /// Every recorded identity request, re-decided and explained against the state just before
+    /// it, must agree with what the engine recorded.
+    fn check_explanations(&mut self, scenario: &str) {
+        let engine = self.engine();
+        engine.log().flush().unwrap();
+        let workspace = engine.workspace("ws").unwrap().clone();
+        let last = engine.log().last_seq();
+        for seq in 1..=last.0 {
+            if let Some(explained) =
+                audit::explain_entry(engine.log(), &workspace, Seq(seq)).unwrap()
+            {
+                assert!(
+                    explained.agrees,
+                    "[{scenario}] the explanation of entry {seq} disagrees with the log:\n{}",
+                    explained.explanation
+                );
+            }
+        }
+    }
+
     fn name_of(&self, mpid: Mpid) -> Option<&str> {
         self.names.iter().find(|(_, m)| **m == mpid).map(|(name, _)| name.as_str())
     }
@@ -437,6 +457,7 @@ fn run_all(on_disk: bool) {
                     let at = format!("{}:{line_no} [{}]", scenario.file.display(), scenario.name);
                     run.line(line, &at);
                 }
+                run.check_explanations(&scenario.name);
             });
             if let Err(panic) = res {
                 let message = panic

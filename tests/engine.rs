@@ -285,3 +285,63 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
     let err = engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)).unwrap_err();
     assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
 }
+
+/// History and explanation of the signup flow render as expected: the anonymous browsing, then the
+/// login that made the same MPID known.
+#[test]
+fn history_and_explain_of_the_signup_flow() {
+    use idgraph::engine::audit;
+    use idgraph::query::history::ProfileHistoryBuilder;
+    use std::ops::ControlFlow;
+
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, Some("r1"));
+    let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    resolved(engine.handle(
+        &meta(Environment::Production, Some("r2")),
+        query(IdentityOp::Identify, &[DAS], Some(first.mpid)),
+    ));
+    resolved(engine.handle(
+        &meta(Environment::Production, Some("r3")),
+        query(IdentityOp::Login, &[DAS, EMAIL], Some(first.mpid)),
+    ));
+    resolved(engine.handle(
+        &meta(Environment::Production, Some("r4")),
+        query(IdentityOp::Identify, &[DAS], None),
+    ));
+    engine.log().flush().unwrap();
+
+    let mut builder = ProfileHistoryBuilder::new(first.mpid, signup_config().login_ids);
+    engine
+        .log()
+        .scan(Seq::ZERO, |seq, entry| {
+            builder.feed(seq, &entry);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let history = builder.finish();
+    assert_eq!(history.became_known().map(|step| step.seq), Some(Seq(3)));
+    assert_eq!(
+        history.to_string(),
+        "history of 1
+  #1 2023-11-14T22:13:20.000000Z identify {device_application_stamp=das-1} -> 1: created, +device_application_stamp=das-1
+  #2 2023-11-14T22:13:20.001000Z identify {device_application_stamp=das-1} -> 1: seen
+  #3 2023-11-14T22:13:20.002000Z login {device_application_stamp=das-1, email=ed.hyde@example.com} -> 1: +email=ed.hyde@example.com, became known via email=ed.hyde@example.com
+became known at #3 (login), after 2 anonymous step(s)"
+    );
+
+    let workspace = engine.workspace("shop").unwrap().clone();
+    let explained = audit::explain_entry(engine.log(), &workspace, Seq(4)).unwrap().unwrap();
+    assert!(explained.agrees);
+    assert_eq!(
+        explained.explanation.to_string(),
+        "identify under profile_conversion (priority customerid > email > other > mobile_number > device_application_stamp)
+  1. device_application_stamp=das-1: held by [1], login-ID protected [1] -> skipped
+  rule: no eligible profile matched: new profile
+  answer: 2 (new), logged in: false"
+    );
+    // As of the first entry, the profile was anonymous with the device only.
+    let as_of = audit::projection_as_of(engine.log(), Seq(1)).unwrap();
+    let profile = as_of.profile_id(first.mpid).unwrap();
+    assert_eq!(as_of.identities_of_sorted(profile), [Identity::new(DAS.0, DAS.1)]);
+}

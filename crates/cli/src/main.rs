@@ -16,6 +16,7 @@ macro_rules! outln {
     }};
 }
 
+mod audit_cmd;
 mod bench;
 mod demo;
 mod gen_cmd;
@@ -56,6 +57,12 @@ enum Command {
     /// Run a workload against the in-process engine or an HTTP endpoint and report throughput,
     /// latency percentiles, errors and memory. Without arguments: a small standard suite.
     Bench(bench::BenchArgs),
+    /// How a profile became known (--mpid), or which profiles held an identity (--identity).
+    History(audit_cmd::HistoryArgs),
+    /// Explain how a stored identify / login / logout entry was decided, step by step.
+    Explain(audit_cmd::ExplainArgs),
+    /// A profile as it was at a sequence or a time.
+    AsOf(audit_cmd::AsOfArgs),
     /// Inspect and maintain the append-only log.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -95,6 +102,9 @@ fn main() -> ExitCode {
         Command::Serve { config, listen, data_dir } => serve::run(config, listen, data_dir),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::History(args) => audit_cmd::history(args),
+        Command::Explain(args) => audit_cmd::explain(args),
+        Command::AsOf(args) => audit_cmd::as_of(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Demo { data_dir } => demo::run(&data_dir_arg(data_dir)),
         Command::Replay { data_dir, full } => replay::run(&data_dir_arg(data_dir), full),

@@ -21,6 +21,7 @@
 //! poisons itself and refuses every request until it is reopened (which replays the log).
 
 mod answer;
+pub mod audit;
 mod clock;
 mod idempotency;
 

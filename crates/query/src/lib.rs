@@ -21,6 +21,7 @@
 mod alias;
 mod config;
 pub mod explain;
+pub mod history;
 mod modify;
 mod resolve;
 
