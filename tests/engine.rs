@@ -345,3 +345,68 @@ became known at #3 (login), after 2 anonymous step(s)"
     let profile = as_of.profile_id(first.mpid).unwrap();
     assert_eq!(as_of.identities_of_sorted(profile), [Identity::new(DAS.0, DAS.1)]);
 }
+
+/// A wrong link is reversed by compensating events: detach and split are recorded, history shows
+/// both the link and its reversal, and a replay of the log gives the same graph as live.
+#[test]
+fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
+    use idgraph::engine::load_projection;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("log")).unwrap();
+    let (engine, _) =
+        Engine::with_log(log, config(signup_config()), clock(), Box::new(Counter(0))).unwrap();
+    let prod = meta(Environment::Production, None);
+    // A shared kiosk device linked two people's logins into one profile's history.
+    let profile = resolved(engine.handle(
+        &prod,
+        query(IdentityOp::Login, &[DAS, EMAIL, (IdentityType::Other, "hyde")], None),
+    ));
+    let admin = |command| engine.handle(&prod, command);
+    let err = admin(Command::AdminSplit {
+        mpid: profile.mpid,
+        identities: vec![Identity::new(IdentityType::Email, "nobody@x")],
+        actor: "ops".into(),
+        reason: "test".into(),
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("does not hold"), "{err}");
+    let split = admin(Command::AdminSplit {
+        mpid: profile.mpid,
+        identities: vec![Identity::new(IdentityType::Other, "hyde")],
+        actor: "ops@example.com".into(),
+        reason: "two people on one kiosk".into(),
+    })
+    .unwrap();
+    let Answer::Admin { new_mpid: Some(new_mpid) } = split else { panic!("{split:?}") };
+    admin(Command::AdminDetach {
+        mpid: profile.mpid,
+        identities: vec![Identity::new(DAS.0, DAS.1)],
+        actor: "ops".into(),
+        reason: "shared device".into(),
+    })
+    .unwrap();
+
+    let holdings = |mpid: Mpid| {
+        engine.with_projection(|p| p.identities_of_sorted(p.profile_id(mpid).unwrap()))
+    };
+    assert_eq!(holdings(profile.mpid), [Identity::new(EMAIL.0, EMAIL.1)]);
+    assert_eq!(holdings(new_mpid), [Identity::new(IdentityType::Other, "hyde")]);
+    // The login ID now finds each person separately.
+    let hyde = resolved(
+        engine.handle(&prod, query(IdentityOp::Login, &[(IdentityType::Other, "hyde")], None)),
+    );
+    assert_eq!(hyde.mpid, new_mpid);
+
+    let live = engine.with_projection(|p| (p.running_digest(), p.content_digest()));
+    engine.log().flush().unwrap();
+    let (replayed, _) = load_projection(engine.log()).unwrap();
+    assert_eq!((replayed.running_digest(), replayed.content_digest()), live);
+    let operations: Vec<&str> = engine
+        .log()
+        .read_range(Seq::ZERO, 10)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.request.operation.name())
+        .collect();
+    assert_eq!(operations, ["login", "admin_split", "admin_detach", "login"]);
+}

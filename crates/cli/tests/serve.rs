@@ -366,3 +366,63 @@ fn a_bad_configuration_names_the_file_and_key_and_does_not_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn admin_corrections_and_the_change_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CONFIG);
+    let (_, login) = post(
+        &server,
+        "/v1/login",
+        &identify(
+            json!({"customerid": "C-9", "email": "shared@example.com", "ios_idfv": "kiosk"}),
+            None,
+        ),
+    );
+    let mpid = login["mpid"].as_str().unwrap().to_owned();
+    // Admin endpoints need the secret, an actor and a reason.
+    let body = json!({"environment": "production", "identities": {"email": "shared@example.com"}, "actor": "ops", "reason": "wrong link"});
+    let key_only = client()
+        .post(server.url(&format!("/v1/admin/{mpid}/split")))
+        .header("x-mp-key", "web-key")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(key_only.status().as_u16(), 401);
+    let (status, error) = post(
+        &server,
+        &format!("/v1/admin/{mpid}/split"),
+        &json!({"environment": "production", "identities": {"email": "shared@example.com"}}),
+    );
+    assert_eq!(status, 400, "{error}");
+    let (status, split) = post(&server, &format!("/v1/admin/{mpid}/split"), &body);
+    assert_eq!(status, 200, "{split}");
+    let new_mpid = split["new_mpid"].as_str().unwrap().to_owned();
+    let (_, found) =
+        post(&server, "/v1/search", &identify(json!({"email": "shared@example.com"}), None));
+    assert_eq!(found["mpid"], new_mpid.as_str());
+
+    // The feed lists the durable entries in order and resumes after a sequence.
+    let feed = |after: u64| -> Value {
+        client()
+            .get(server.url(&format!("/v1/events?after={after}&wait_ms=2000")))
+            .header("authorization", basic("shop-key", "shop-secret"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let page = feed(0);
+    let seqs: Vec<u64> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2], "{page}");
+    assert!(
+        page["entries"][1]["entry"]["request"]["operation"]["AdminSplit"].is_object(),
+        "{page}"
+    );
+    let (_, _) = post(&server, "/v1/logout", &identify(json!({"ios_idfv": "kiosk"}), None));
+    let next = feed(page["next_after"].as_u64().unwrap());
+    let seqs: Vec<u64> =
+        next["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [3], "{next}");
+}

@@ -54,6 +54,6 @@ pub fn answer_of(entry: &Entry) -> Answer {
         Outcome::AliasIgnored { reason } => {
             Answer::Alias { accepted: false, reason: Some(reason.clone()) }
         }
-        Outcome::AdminApplied { .. } => Answer::Alias { accepted: true, reason: None },
+        Outcome::AdminApplied { new_mpid } => Answer::Admin { new_mpid: *new_mpid },
     }
 }

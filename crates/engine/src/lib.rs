@@ -32,7 +32,8 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use idgraph_log::{Durability, Log};
 use idgraph_model::{
-    Entry, Environment, IdentityChange, IdentityRequest, Mpid, Operation, Request, Seq, Timestamp,
+    Entry, Environment, Identity, IdentityChange, IdentityRequest, Mpid, Operation, Request, Seq,
+    Timestamp,
 };
 use idgraph_projection::Projection;
 use idgraph_query::{
@@ -93,6 +94,28 @@ pub enum Command {
     },
     /// alias.
     Alias(AliasQuery),
+    /// An administrator detaches identities from a profile.
+    AdminDetach {
+        /// The profile.
+        mpid: Mpid,
+        /// The identities to detach.
+        identities: Vec<Identity>,
+        /// Who asks.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
+    /// An administrator splits identities off a profile into a new one.
+    AdminSplit {
+        /// The profile.
+        mpid: Mpid,
+        /// The identities to move to the new profile.
+        identities: Vec<Identity>,
+        /// Who asks.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Who asks, where.
@@ -254,6 +277,12 @@ impl Engine {
                     resolver.modify(&world, *mpid, identity_changes)?
                 }
                 Command::Alias(query) => resolver.alias(&world, query, now)?,
+                Command::AdminDetach { mpid, identities, .. } => {
+                    resolver.admin_detach(&world, *mpid, identities)?
+                }
+                Command::AdminSplit { mpid, identities, .. } => {
+                    resolver.admin_split(&world, *mpid, identities, mpids.as_mut())?
+                }
             }
         };
         let outcome = decision.outcome.expect("recorded operations have an outcome");
@@ -368,6 +397,12 @@ fn operation_of(command: Command, now: Timestamp) -> Operation {
             }
         }
         Command::Modify { mpid, identity_changes } => Operation::Modify { mpid, identity_changes },
+        Command::AdminDetach { mpid, identities, actor, reason } => {
+            Operation::AdminDetach { mpid, identities, actor, reason }
+        }
+        Command::AdminSplit { mpid, identities, actor, reason } => {
+            Operation::AdminSplit { mpid, identities, actor, reason }
+        }
         Command::Alias(query) => Operation::Alias {
             source: query.source,
             destination: query.destination,

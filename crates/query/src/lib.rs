@@ -18,6 +18,7 @@
 //! - POD results with public fields; projection internals (ids) stay hidden behind MPIDs.
 //! - Ambiguities of the IDSync spec are decided in `docs/resolution.md`, each with its reason.
 
+mod admin;
 mod alias;
 mod config;
 pub mod explain;
@@ -137,6 +138,11 @@ pub enum Answer {
         /// Profiles that lost a unique identity to this modify.
         change_results: Vec<ChangeResult>,
     },
+    /// An administrative correction applied.
+    Admin {
+        /// The profile a split created.
+        new_mpid: Option<Mpid>,
+    },
     /// alias acknowledged (HTTP 202).
     Alias {
         /// Applied, or ignored under the IDSync alias rules.
@@ -215,6 +221,27 @@ impl Resolver<'_> {
         changes: &[idgraph_model::IdentityChange],
     ) -> Result<Decision, RequestError> {
         modify::decide(self.projection, self.config, world, mpid, changes)
+    }
+
+    /// Decides an administrative detach of identities from a profile.
+    pub fn admin_detach(
+        &self,
+        world: &World,
+        mpid: Mpid,
+        identities: &[Identity],
+    ) -> Result<Decision, RequestError> {
+        admin::detach(self.projection, world, mpid, identities)
+    }
+
+    /// Decides an administrative split of identities off a profile into a new one.
+    pub fn admin_split(
+        &self,
+        world: &World,
+        mpid: Mpid,
+        identities: &[Identity],
+        mpids: &mut dyn MpidSource,
+    ) -> Result<Decision, RequestError> {
+        admin::split(self.projection, world, mpid, identities, mpids)
     }
 
     /// Decides an alias request.

@@ -476,3 +476,159 @@ async fn alias_impl(
     run_engine(&state, meta, Command::Alias(query)).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
+
+/// Administrative requests need the secret (HTTP Basic or a signature): a key alone never
+/// suffices, even where the workspace allows key-only identity calls.
+fn admit_admin<'s>(
+    state: &'s AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'s WorkspaceConfig, ApiError> {
+    if headers.get("authorization").is_none() && headers.get("x-mp-signature").is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "administrative endpoints need HTTP Basic or a signature",
+        ));
+    }
+    admit(state, method, uri, headers, body, None)
+}
+
+#[derive(Debug, Deserialize)]
+struct AdminBody {
+    environment: Option<String>,
+    request_id: Option<String>,
+    identities: Option<BTreeMap<String, Value>>,
+    actor: Option<String>,
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/{mpid}/detach` and `/v1/admin/{mpid}/split`.
+pub(crate) async fn admin(
+    State(state): State<AppState>,
+    Path((mpid, action)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?;
+    let parsed: AdminBody = parse_json(&bytes)?;
+    let request_id = parsed.request_id.clone();
+    let fail = |err: ApiError| err.with_request_id(request_id.clone());
+    let mpid = optional_mpid("the MPID in the path", &Value::String(mpid))
+        .map_err(fail)?
+        .ok_or_else(|| fail(ApiError::bad_request("LOOKUP_ERROR", "the MPID must not be 0")))?;
+    let environment = environment(parsed.environment.as_deref()).map_err(fail)?;
+    let identities = known_identities(parsed.identities).map_err(fail)?;
+    let required = |field: &str, value: Option<String>| {
+        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_DATA",
+                format!("{field} is required: corrections are audited"),
+            )
+        })
+    };
+    let actor = required("actor", parsed.actor).map_err(fail)?;
+    let reason = required("reason", parsed.reason).map_err(fail)?;
+    let command = match action.as_str() {
+        "detach" => Command::AdminDetach { mpid, identities, actor, reason },
+        "split" => Command::AdminSplit { mpid, identities, actor, reason },
+        other => {
+            return Err(fail(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("unknown admin action `{other}` (detach or split)"),
+            )));
+        }
+    };
+    let meta = RequestMeta {
+        workspace: workspace.workspace.name.clone(),
+        environment,
+        request_id: parsed.request_id,
+    };
+    match run_engine(&state, meta, command).await? {
+        Answer::Admin { new_mpid } => Ok((
+            StatusCode::OK,
+            axum::Json(
+                json!({ "mpid": mpid.to_string(), "new_mpid": new_mpid.map(|m| m.to_string()) }),
+            ),
+        )
+            .into_response()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("unexpected answer {other:?}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FeedQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    wait_ms: Option<u64>,
+}
+
+/// Most entries per change-feed page.
+const FEED_PAGE_ENTRIES_MAX: usize = 1_000;
+/// Longest long-poll wait.
+const FEED_WAIT_MS_MAX: u64 = 30_000;
+
+/// `GET /v1/events?after=SEQ&limit=N&wait_ms=MS`: log entries after SEQ, in order, only durable
+/// ones (a follower never sees an entry a crash could take back); with `wait_ms`, waits (long
+/// poll) until there is at least one. Entries are in the JSON form of `idgraph log show`; resume
+/// with `after` = the last `seq` received.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<FeedQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let workspace = admit_admin(&state, &method, &uri, &headers, b"")?;
+    let limit = query.limit.unwrap_or(100).clamp(1, FEED_PAGE_ENTRIES_MAX);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(FEED_WAIT_MS_MAX));
+    loop {
+        let durable = state.engine.log().durable_seq();
+        if durable.0 > query.after || std::time::Instant::now() >= deadline {
+            let engine = Arc::clone(&state.engine);
+            let scope = workspace.workspace.scope.clone();
+            let after = query.after;
+            let page = tokio::task::spawn_blocking(move || {
+                engine.log().read_range(idgraph_model::Seq(after + 1), limit)
+            })
+            .await
+            .map_err(|err| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", err.to_string())
+            })?
+            .map_err(|err| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    err.to_string(),
+                )
+            })?;
+            let mut last = query.after;
+            let mut entries = Vec::new();
+            for (seq, entry) in page.into_iter().take_while(|(seq, _)| *seq <= durable) {
+                last = seq.0;
+                // A workspace sees the entries of its own scope only.
+                if entry.request.scope == scope {
+                    entries.push(json!({ "seq": seq.0, "entry": entry }));
+                }
+            }
+            return Ok((
+                StatusCode::OK,
+                axum::Json(json!({ "entries": entries, "next_after": last })),
+            )
+                .into_response());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

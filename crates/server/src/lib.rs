@@ -96,6 +96,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/identity/{api_key}/alias", post(api::alias_with_key))
         .route("/v1/identity/{api_key}/Alias", post(api::alias_with_key))
         .route("/v1/alias", post(api::alias))
+        .route("/v1/admin/{mpid}/{action}", post(api::admin))
+        .route("/v1/events", get(api::events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
