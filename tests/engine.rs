@@ -410,3 +410,37 @@ fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
         .collect();
     assert_eq!(operations, ["login", "admin_split", "admin_detach", "login"]);
 }
+
+/// What-if: the same configuration reports no difference; Profile Link instead of Profile
+/// Conversion gives the signup's login a new known profile, as the spec predicts (§3.3).
+#[test]
+fn what_if_profile_link_instead_of_conversion_on_the_signup_flow() {
+    use idgraph::engine::whatif::what_if;
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, None);
+    let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], Some(first.mpid))));
+    let signup =
+        resolved(engine.handle(&prod, query(IdentityOp::Login, &[DAS, EMAIL], Some(first.mpid))));
+    resolved(engine.handle(&prod, query(IdentityOp::Login, &[EMAIL], None)));
+    engine.log().flush().unwrap();
+
+    let same = what_if(engine.log(), "shop", &signup_config()).unwrap();
+    assert_eq!((same.n_requests, same.n_different_mpid, same.n_rejected), (4, 0, 0));
+    assert_eq!(same.n_profiles_alternative, same.n_profiles_recorded);
+
+    let mut link = signup_config();
+    link.strategy = Strategy::ProfileLink;
+    let report = what_if(engine.log(), "shop", &link).unwrap();
+    // The signup login and the later login both get the new known profile instead of the
+    // converted anonymous one; one more profile exists.
+    assert_eq!(report.n_different_mpid, 2, "{report:?}");
+    assert_eq!(report.n_profiles_alternative, report.n_profiles_recorded + 1);
+    let example = &report.examples[0];
+    assert_eq!((example.seq, example.operation, example.recorded), (Seq(3), "login", signup.mpid));
+    assert!(
+        example.explanation.contains("never-seen login ID creates a new known profile"),
+        "{}",
+        example.explanation
+    );
+}

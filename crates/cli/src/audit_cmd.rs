@@ -188,3 +188,95 @@ pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `idgraph what-if`.
+#[derive(Debug, Args)]
+pub(crate) struct WhatIfArgs {
+    /// The workspace whose recorded requests are re-decided (default: the configuration's first).
+    #[arg(long)]
+    workspace: Option<String>,
+    /// The strategy to try.
+    #[arg(long)]
+    strategy: Option<String>,
+    /// The identity priority to try (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    priority: Option<Vec<String>>,
+    /// Login ID types to try (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    login: Option<Vec<String>>,
+    /// Unique ID types to try (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    unique: Option<Vec<String>>,
+    #[command(flatten)]
+    source: Source,
+}
+
+fn types(names: &[String]) -> anyhow::Result<Vec<idgraph_model::IdentityType>> {
+    names.iter().map(|name| name.parse().map_err(anyhow::Error::from)).collect()
+}
+
+pub(crate) fn what_if(args: WhatIfArgs) -> anyhow::Result<()> {
+    let (log, config) = args.source.open()?;
+    let base = match &args.workspace {
+        Some(name) => config
+            .workspaces
+            .iter()
+            .find(|w| &w.workspace.name == name)
+            .with_context(|| format!("no workspace `{name}` in the configuration"))?,
+        None => &config.workspaces[0],
+    };
+    let current = &base.workspace.resolver;
+    let strategy = match &args.strategy {
+        Some(name) => idgraph_query::Strategy::from_name(name)
+            .with_context(|| format!("--strategy {name}: unknown strategy"))?,
+        None => current.strategy,
+    };
+    let priority = match &args.priority {
+        Some(names) => types(names)?,
+        None => current.identity_priority.clone(),
+    };
+    let login = match &args.login {
+        Some(names) => types(names)?,
+        None => current.login_ids.iter().collect(),
+    };
+    let unique = match &args.unique {
+        Some(names) => types(names)?,
+        None => current.unique_ids.iter().collect(),
+    };
+    let immutable: Vec<_> =
+        current.immutable_ids.iter().filter(|t| login.contains(t) && unique.contains(t)).collect();
+    let mut alternative =
+        idgraph_query::ResolverConfig::new(strategy, priority, &login, &unique, &immutable)?;
+    alternative.tie_break = current.tie_break;
+    alternative.guardrails = current.guardrails.clone();
+    let started = std::time::Instant::now();
+    let report = idgraph_engine::whatif::what_if(&log, &base.workspace.name, &alternative)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    outln!(
+        "re-decided {} requests of workspace `{}` under {} in {seconds:.3} s ({:.0} requests/s)",
+        report.n_requests,
+        base.workspace.name,
+        strategy,
+        report.n_requests as f64 / seconds.max(1e-9)
+    );
+    outln!("requests that would get another MPID: {}", report.n_different_mpid);
+    outln!("requests that would be rejected: {}", report.n_rejected);
+    outln!(
+        "profiles: {} recorded, {} under the alternative",
+        report.n_profiles_recorded,
+        report.n_profiles_alternative
+    );
+    for example in &report.examples {
+        let alternative =
+            example.alternative.map(|m| m.to_string()).unwrap_or_else(|| "rejected".to_owned());
+        outln!(
+            "\n#{} {}: recorded {}, would be {alternative}",
+            example.seq,
+            example.operation,
+            example.recorded
+        );
+        outln!("{}", example.explanation);
+    }
+    Ok(())
+}

@@ -63,6 +63,8 @@ enum Command {
     Explain(audit_cmd::ExplainArgs),
     /// A profile as it was at a sequence or a time.
     AsOf(audit_cmd::AsOfArgs),
+    /// Re-decide every recorded request under another configuration and report the difference.
+    WhatIf(audit_cmd::WhatIfArgs),
     /// Inspect and maintain the append-only log.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -78,9 +80,12 @@ enum Command {
         /// The data folder.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Ignore snapshots: fold the whole log.
+        /// Skip the comparison with the snapshot-based load.
         #[arg(long)]
         full: bool,
+        /// Stop after this sequence, or after the last entry at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -105,9 +110,12 @@ fn main() -> ExitCode {
         Command::History(args) => audit_cmd::history(args),
         Command::Explain(args) => audit_cmd::explain(args),
         Command::AsOf(args) => audit_cmd::as_of(args),
+        Command::WhatIf(args) => audit_cmd::what_if(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Demo { data_dir } => demo::run(&data_dir_arg(data_dir)),
-        Command::Replay { data_dir, full } => replay::run(&data_dir_arg(data_dir), full),
+        Command::Replay { data_dir, full, until } => {
+            replay::run(&data_dir_arg(data_dir), full, until)
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ mod answer;
 pub mod audit;
 mod clock;
 mod idempotency;
+pub mod whatif;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -425,6 +426,17 @@ const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
 /// of batches between them. The fold stays single-threaded and in log order, so the result is
 /// exactly that of a sequential replay.
 pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, EngineError> {
+    replay_until(log, projection, Seq(u64::MAX), &mut |_| {})
+}
+
+/// [`replay_into`], stopping after entry `until`, calling `progress` with the last sequence folded
+/// after each batch.
+pub fn replay_until(
+    log: &Log,
+    projection: &mut Projection,
+    until: Seq,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<u64, EngineError> {
     let from = projection.last_seq().next();
     let (sender, receiver) =
         std::sync::mpsc::sync_channel::<Vec<(Seq, Entry)>>(REPLAY_BATCHES_IN_FLIGHT);
@@ -432,6 +444,9 @@ pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, Engine
         let reader = scope.spawn(move || {
             let mut batch = Vec::with_capacity(REPLAY_BATCH_ENTRIES);
             let res = log.scan(from, |seq, entry| {
+                if seq > until {
+                    return ControlFlow::Break(());
+                }
                 batch.push((seq, entry));
                 if batch.len() == REPLAY_BATCH_ENTRIES {
                     let full =
@@ -460,6 +475,7 @@ pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, Engine
             if failure.is_some() {
                 break;
             }
+            progress(projection.last_seq());
         }
         drop(receiver);
         let scanned = reader
