@@ -444,3 +444,47 @@ fn what_if_profile_link_instead_of_conversion_on_the_signup_flow() {
         example.explanation
     );
 }
+
+/// As-of at every sequence of a scenario equals a projection folded up to that sequence, with
+/// and without snapshots on the way.
+#[test]
+fn as_of_every_sequence_equals_a_fold_up_to_it() {
+    use idgraph::engine::audit;
+    use idgraph::projection::Projection;
+    use std::ops::ControlFlow;
+
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, None);
+    for n in 0..40 {
+        let device = (IdentityType::DeviceApplicationStamp, format!("d{}", n % 7));
+        let email = format!("u{}@example.com", n % 5);
+        let identities: Vec<(IdentityType, &str)> = if n % 3 == 0 {
+            vec![(device.0, device.1.as_str()), (IdentityType::Email, email.as_str())]
+        } else {
+            vec![(device.0, device.1.as_str())]
+        };
+        let op = [IdentityOp::Identify, IdentityOp::Login, IdentityOp::Logout][n % 3];
+        engine.handle(&prod, query(op, &identities, None)).unwrap();
+        if n == 15 || n == 30 {
+            engine.snapshot().unwrap();
+        }
+    }
+    engine.log().flush().unwrap();
+    let last = engine.log().last_seq();
+    let mut folded = Projection::new();
+    let mut expected = vec![folded.content_digest()];
+    engine
+        .log()
+        .scan(Seq::ZERO, |seq, entry| {
+            folded.apply(seq, &entry).unwrap();
+            expected.push(folded.content_digest());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(expected.len() as u64, last.0 + 1);
+    for seq in 0..=last.0 {
+        let as_of = audit::projection_as_of(engine.log(), Seq(seq)).unwrap();
+        assert_eq!(as_of.last_seq(), Seq(seq));
+        assert_eq!(as_of.content_digest(), expected[seq as usize], "as of {seq}");
+    }
+}

@@ -426,3 +426,67 @@ fn admin_corrections_and_the_change_feed() {
         next["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [3], "{next}");
 }
+
+#[test]
+fn audit_endpoints_tell_how_a_profile_became_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CONFIG);
+    let (_, first) = post(&server, "/v1/identify", &identify(json!({"ios_idfv": "A1"}), None));
+    let mpid = first["mpid"].as_str().unwrap().to_owned();
+    post(
+        &server,
+        "/v1/login",
+        &identify(json!({"email": "e@example.com", "ios_idfv": "A1"}), Some(&mpid)),
+    );
+    let get = |path: &str| -> (u16, Value) {
+        let response = client()
+            .get(server.url(path))
+            .header("authorization", basic("shop-key", "shop-secret"))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json().unwrap_or(Value::Null))
+    };
+    // The change feed serves durable entries only; wait until both are there.
+    let _ = client()
+        .get(server.url("/v1/events?after=1&wait_ms=3000"))
+        .header("authorization", basic("shop-key", "shop-secret"))
+        .send()
+        .unwrap();
+
+    let (status, history) = get(&format!("/v1/audit/profiles/{mpid}/history"));
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["became_known_seq"], 2, "{history}");
+    assert_eq!(history["steps"][1]["operation"], "login");
+    let (status, explained) = get("/v1/audit/entries/2/explain");
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(explained["agrees"], true);
+    assert!(explained["explanation"].as_str().unwrap().contains("ios_idfv=A1"), "{explained}");
+    let (status, as_of) = get(&format!("/v1/audit/profiles/{mpid}?seq=1"));
+    assert_eq!(status, 200, "{as_of}");
+    assert_eq!(
+        as_of["profile"]["identities"],
+        json!([{"identity_type": "ios_idfv", "value": "A1"}])
+    );
+    let (status, holders) = get("/v1/audit/identities/email/e@example.com/history");
+    assert_eq!(status, 200);
+    assert_eq!(holders["holders"][0]["mpid"], mpid.as_str());
+    let (status, hypothetical) = post(
+        &server,
+        "/v1/audit/explain",
+        &json!({"op": "identify", "environment": "production", "known_identities": {"ios_idfv": "A1"}}),
+    );
+    assert_eq!(status, 200, "{hypothetical}");
+    assert!(
+        hypothetical["explanation"].as_str().unwrap().contains("login-ID protected"),
+        "{hypothetical}"
+    );
+    // Nothing hypothetical was recorded, and the audit needs the secret.
+    let metrics = client().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("idgraph_log_last_seq 2"), "{metrics}");
+    let key_only = client()
+        .get(server.url("/v1/audit/entries/1/explain"))
+        .header("x-mp-key", "web-key")
+        .send()
+        .unwrap();
+    assert_eq!(key_only.status().as_u16(), 401);
+}

@@ -96,7 +96,7 @@ impl From<EngineError> for ApiError {
 }
 
 /// Reads the (already decompressed) body, refusing more than the configured bytes.
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, state.config.body_bytes_max).await.map_err(|err| {
         // axum does not re-export http-body-util's LengthLimitError; its text is stable.
         let too_large = format!("{err:?}").contains("LengthLimitError")
@@ -149,7 +149,7 @@ fn admit<'s>(
     Ok(workspace)
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| {
         ApiError::bad_request(
             "INVALID_DATA",
@@ -169,7 +169,7 @@ struct IdentityBody {
     known_identities: Option<BTreeMap<String, Value>>,
 }
 
-fn environment(value: Option<&str>) -> Result<Environment, ApiError> {
+pub(crate) fn environment(value: Option<&str>) -> Result<Environment, ApiError> {
     let value = value.ok_or_else(|| {
         ApiError::bad_request("LOOKUP_ERROR", "environment is required (production or development)")
     })?;
@@ -182,7 +182,7 @@ fn environment(value: Option<&str>) -> Result<Environment, ApiError> {
 }
 
 /// An MPID given as a JSON string, number or null; 0 means none (SDKs use 0 for "no user").
-fn optional_mpid(field: &str, value: &Value) -> Result<Option<Mpid>, ApiError> {
+pub(crate) fn optional_mpid(field: &str, value: &Value) -> Result<Option<Mpid>, ApiError> {
     let parsed = match value {
         Value::Null => return Ok(None),
         Value::String(s) if s.is_empty() => return Ok(None),
@@ -199,7 +199,9 @@ fn optional_mpid(field: &str, value: &Value) -> Result<Option<Mpid>, ApiError> {
     }
 }
 
-fn known_identities(map: Option<BTreeMap<String, Value>>) -> Result<Vec<Identity>, ApiError> {
+pub(crate) fn known_identities(
+    map: Option<BTreeMap<String, Value>>,
+) -> Result<Vec<Identity>, ApiError> {
     let map =
         map.ok_or_else(|| ApiError::bad_request("LOOKUP_ERROR", "known_identities is required"))?;
     let mut identities = Vec::with_capacity(map.len());
@@ -479,7 +481,7 @@ async fn alias_impl(
 
 /// Administrative requests need the secret (HTTP Basic or a signature): a key alone never
 /// suffices, even where the workspace allows key-only identity calls.
-fn admit_admin<'s>(
+pub(crate) fn admit_admin<'s>(
     state: &'s AppState,
     method: &Method,
     uri: &Uri,

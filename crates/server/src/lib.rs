@@ -13,6 +13,7 @@
 //!   input.
 
 mod api;
+mod audit_api;
 pub mod auth;
 pub mod config;
 mod metrics;
@@ -98,6 +99,14 @@ fn router(state: AppState) -> Router {
         .route("/v1/alias", post(api::alias))
         .route("/v1/admin/{mpid}/{action}", post(api::admin))
         .route("/v1/events", get(api::events))
+        .route("/v1/audit/profiles/{mpid}", get(audit_api::profile_as_of))
+        .route("/v1/audit/profiles/{mpid}/history", get(audit_api::profile_history))
+        .route(
+            "/v1/audit/identities/{identity_type}/{value}/history",
+            get(audit_api::identity_history),
+        )
+        .route("/v1/audit/entries/{seq}/explain", get(audit_api::explain_entry))
+        .route("/v1/audit/explain", post(audit_api::explain_hypothetical))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(

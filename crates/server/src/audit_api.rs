@@ -1,0 +1,315 @@
+//! Audit over HTTP (`docs/audit.md`): profile and identity history, the explanation of a stored
+//! entry or of a hypothetical request, and a profile as of a sequence or time. All need HTTP Basic
+//! or a signature, and answer for the caller's identity scope only.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use idgraph_engine::{Engine, audit};
+use idgraph_model::{Identity, IdentityType, Mpid, Seq, Timestamp};
+use idgraph_query::history::{IdentityHistoryBuilder, ProfileHistoryBuilder};
+use idgraph_query::{IdentityOp, IdentityQuery, Resolver, World};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::{
+    ApiError, admit_admin, environment, known_identities, optional_mpid, parse_json, read_body,
+};
+use crate::config::WorkspaceConfig;
+
+fn identities_json(identities: &[Identity]) -> Value {
+    Value::Array(
+        identities
+            .iter()
+            .map(|i| json!({"identity_type": i.identity_type.wire_name(), "value": i.value}))
+            .collect(),
+    )
+}
+
+fn mpid_path(mpid: &str) -> Result<Mpid, ApiError> {
+    optional_mpid("the MPID in the path", &Value::String(mpid.to_owned()))?.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_DATA", "the MPID must not be 0")
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = Arc::clone(engine);
+    tokio::task::spawn_blocking(move || f(&engine)).await.map_err(|err| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", err.to_string())
+    })?
+}
+
+fn unavailable(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", err.to_string())
+}
+
+fn admitted<'s>(
+    state: &'s AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<&'s WorkspaceConfig, ApiError> {
+    admit_admin(state, method, uri, headers, b"")
+}
+
+/// `GET /v1/audit/profiles/{mpid}/history`.
+pub(crate) async fn profile_history(
+    State(state): State<AppState>,
+    Path(mpid): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let workspace = admitted(&state, &method, &uri, &headers)?.clone();
+    let mpid = mpid_path(&mpid)?;
+    let history = blocking(&state.engine, move |engine| {
+        let mut builder = ProfileHistoryBuilder::new(mpid, workspace.workspace.resolver.login_ids);
+        let scope = workspace.workspace.scope.clone();
+        engine
+            .log()
+            .scan(Seq::ZERO, |seq, entry| {
+                if entry.request.scope == scope {
+                    builder.feed(seq, &entry);
+                }
+                ControlFlow::Continue(())
+            })
+            .map_err(unavailable)?;
+        Ok(builder.finish())
+    })
+    .await?;
+    if history.steps.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND_ERROR",
+            format!("no entry mentions MPID {mpid}"),
+        ));
+    }
+    let steps: Vec<Value> = history
+        .steps
+        .iter()
+        .map(|step| {
+            json!({
+                "seq": step.seq.0, "recorded_at": step.recorded_at.to_string(), "operation": step.operation,
+                "request_id": step.request_id, "identities": identities_json(&step.identities),
+                "resolved_mpid": step.resolved.map(|m| m.to_string()),
+                "changes": step.changes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let body = json!({
+        "mpid": mpid.to_string(),
+        "became_known_seq": history.became_known().map(|step| step.seq.0),
+        "steps": steps,
+        "text": history.to_string(),
+    });
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// `GET /v1/audit/identities/{type}/{value}/history`.
+pub(crate) async fn identity_history(
+    State(state): State<AppState>,
+    Path((identity_type, value)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let workspace = admitted(&state, &method, &uri, &headers)?.clone();
+    let identity_type: IdentityType = identity_type
+        .parse()
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "LOOKUP_ERROR", format!("{err}")))?;
+    let identity = Identity::new(identity_type, value);
+    let followed = identity.clone();
+    let holdings = blocking(&state.engine, move |engine| {
+        let mut builder =
+            IdentityHistoryBuilder::new(followed, Some(workspace.workspace.scope.clone()));
+        engine
+            .log()
+            .scan(Seq::ZERO, |seq, entry| {
+                builder.feed(seq, &entry);
+                ControlFlow::Continue(())
+            })
+            .map_err(unavailable)?;
+        Ok(builder.finish())
+    })
+    .await?;
+    let holders: Vec<Value> = holdings
+        .iter()
+        .map(|h| {
+            json!({
+                "mpid": h.mpid.to_string(), "from_seq": h.from.0.0, "from": h.from.1.to_string(),
+                "until_seq": h.until.as_ref().map(|u| u.0.0), "until": h.until.as_ref().map(|u| u.1.to_string()),
+                "reason": h.until.as_ref().map(|u| format!("{:?}", u.2)),
+            })
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"identity": identities_json(&[identity])[0], "holders": holders})),
+    )
+        .into_response())
+}
+
+/// `GET /v1/audit/entries/{seq}/explain`.
+pub(crate) async fn explain_entry(
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = admitted(&state, &method, &uri, &headers)?.clone();
+    let config = Arc::clone(&state.config);
+    let explained = blocking(&state.engine, move |engine| {
+        let entry = engine.log().get(Seq(seq)).map_err(unavailable)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND_ERROR",
+                format!("no entry at sequence {seq}"),
+            )
+        })?;
+        if entry.request.scope != caller.workspace.scope {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND_ERROR",
+                format!("no entry at sequence {seq} in this scope"),
+            ));
+        }
+        let workspace = config
+            .workspaces
+            .iter()
+            .find(|w| w.workspace.name == entry.request.workspace)
+            .unwrap_or(&caller);
+        audit::explain_entry(engine.log(), &workspace.workspace, Seq(seq)).map_err(unavailable)
+    })
+    .await?;
+    let Some(explained) = explained else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "LOOKUP_ERROR",
+            "only identify, login and logout entries are explained",
+        ));
+    };
+    Ok((StatusCode::OK, axum::Json(json!({"seq": seq, "agrees": explained.agrees, "explanation": explained.explanation.to_string()}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AsOfQuery {
+    seq: Option<u64>,
+    time: Option<String>,
+}
+
+/// `GET /v1/audit/profiles/{mpid}?seq=N` or `?time=RFC3339`: the profile as it was then.
+pub(crate) async fn profile_as_of(
+    State(state): State<AppState>,
+    Path(mpid): Path<String>,
+    Query(query): Query<AsOfQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admitted(&state, &method, &uri, &headers)?;
+    let mpid = mpid_path(&mpid)?;
+    let time = match &query.time {
+        Some(text) => Some(chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                format!("time `{text}` is not RFC 3339"),
+            )
+        })?),
+        None => None,
+    };
+    let seq = query.seq;
+    let (as_of, profile) = blocking(&state.engine, move |engine| {
+        let (as_of, projection) = match (seq, time) {
+            (Some(seq), _) => (Seq(seq), audit::projection_as_of(engine.log(), Seq(seq)).map_err(unavailable)?),
+            (None, Some(time)) => audit::projection_at_time(engine.log(), Timestamp::from_datetime(time.to_utc())).map_err(unavailable)?,
+            (None, None) => (engine.log().last_seq(), audit::projection_as_of(engine.log(), engine.log().last_seq()).map_err(unavailable)?),
+        };
+        let profile = projection.profile_id(mpid).map(|id| {
+            let view = projection.profile(id);
+            json!({"created": view.created.to_string(), "last_seen": view.last_seen.to_string(), "identities": identities_json(&projection.identities_of_sorted(id))})
+        });
+        Ok((as_of, profile))
+    })
+    .await?;
+    match profile {
+        Some(profile) => Ok((
+            StatusCode::OK,
+            axum::Json(json!({"as_of_seq": as_of.0, "mpid": mpid.to_string(), "profile": profile})),
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND_ERROR",
+            format!("MPID {mpid} did not exist as of sequence {as_of}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HypotheticalBody {
+    op: Option<String>,
+    environment: Option<String>,
+    #[serde(default)]
+    previous_mpid: Value,
+    known_identities: Option<std::collections::BTreeMap<String, Value>>,
+}
+
+/// `POST /v1/audit/explain`: how a hypothetical identify / login / logout / search would be decided
+/// against the current state. Nothing is recorded.
+pub(crate) async fn explain_hypothetical(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?.clone();
+    let parsed: HypotheticalBody = parse_json(&bytes)?;
+    let op = match parsed.op.as_deref().unwrap_or("identify") {
+        "identify" => IdentityOp::Identify,
+        "login" => IdentityOp::Login,
+        "logout" => IdentityOp::Logout,
+        "search" => IdentityOp::Search,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "LOOKUP_ERROR",
+                format!("op `{other}`: identify, login, logout or search"),
+            ));
+        }
+    };
+    let environment = environment(parsed.environment.as_deref())?;
+    let previous_mpid = optional_mpid("previous_mpid", &parsed.previous_mpid)?;
+    let known_identities = known_identities(parsed.known_identities)?;
+    let text = blocking(&state.engine, move |engine| {
+        Ok(engine.with_projection(|projection| {
+            let resolver = Resolver { projection, config: &workspace.workspace.resolver };
+            let world = World { scope: workspace.workspace.scope.clone(), environment };
+            let query = IdentityQuery { op, known_identities, previous_mpid };
+            // A hypothetical new profile gets a placeholder MPID; nothing is created.
+            let mut placeholder = idgraph_engine::RandomMpids;
+            let (res, explanation) =
+                resolver.explain_identity(&world, &query, projection.last_time(), &mut placeholder);
+            match res {
+                Ok(_) => Ok(explanation.to_string()),
+                Err(err) => Err(err),
+            }
+        }))
+    })
+    .await?;
+    match text {
+        Ok(text) => Ok((StatusCode::OK, axum::Json(json!({"explanation": text}))).into_response()),
+        Err(err) => Err(ApiError::from(idgraph_engine::EngineError::Request(err))),
+    }
+}
