@@ -71,13 +71,18 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// One workspace and default settings.
-    pub fn single(workspace: Workspace) -> EngineConfig {
+    /// These workspaces and default settings: a 5-minute idempotency window, 2 snapshots kept.
+    pub fn new(workspaces: Vec<Workspace>) -> EngineConfig {
         EngineConfig {
-            workspaces: vec![workspace],
+            workspaces,
             idempotency_window_micros: 5 * 60 * 1_000_000,
             snapshots_kept: 2,
         }
+    }
+
+    /// One workspace and default settings.
+    pub fn single(workspace: Workspace) -> EngineConfig {
+        EngineConfig::new(vec![workspace])
     }
 }
 

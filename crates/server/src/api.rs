@@ -161,12 +161,12 @@ pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ap
 /// Fields of identify / search / login / logout bodies; unknown fields (client_sdk, context,
 /// request_timestamp_ms, ...) are accepted and ignored, as SDKs send them.
 #[derive(Debug, Deserialize)]
-struct IdentityBody {
-    environment: Option<String>,
-    request_id: Option<String>,
+pub(crate) struct IdentityBody {
+    pub(crate) environment: Option<String>,
+    pub(crate) request_id: Option<String>,
     #[serde(default)]
-    previous_mpid: Value,
-    known_identities: Option<BTreeMap<String, Value>>,
+    pub(crate) previous_mpid: Value,
+    pub(crate) known_identities: Option<BTreeMap<String, Value>>,
 }
 
 pub(crate) fn environment(value: Option<&str>) -> Result<Environment, ApiError> {

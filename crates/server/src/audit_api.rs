@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::{
-    ApiError, admit_admin, environment, known_identities, optional_mpid, parse_json, read_body,
+    ApiError, IdentityBody, admit_admin, environment, known_identities, optional_mpid, parse_json,
+    read_body,
 };
 use crate::config::WorkspaceConfig;
 
@@ -255,13 +256,12 @@ pub(crate) async fn profile_as_of(
     }
 }
 
+/// An identify-shaped body with the operation to explain.
 #[derive(Debug, Deserialize)]
 struct HypotheticalBody {
     op: Option<String>,
-    environment: Option<String>,
-    #[serde(default)]
-    previous_mpid: Value,
-    known_identities: Option<std::collections::BTreeMap<String, Value>>,
+    #[serde(flatten)]
+    request: IdentityBody,
 }
 
 /// `POST /v1/audit/explain`: how a hypothetical identify / login / logout / search would be decided
@@ -289,9 +289,9 @@ pub(crate) async fn explain_hypothetical(
             ));
         }
     };
-    let environment = environment(parsed.environment.as_deref())?;
-    let previous_mpid = optional_mpid("previous_mpid", &parsed.previous_mpid)?;
-    let known_identities = known_identities(parsed.known_identities)?;
+    let environment = environment(parsed.request.environment.as_deref())?;
+    let previous_mpid = optional_mpid("previous_mpid", &parsed.request.previous_mpid)?;
+    let known_identities = known_identities(parsed.request.known_identities)?;
     let text = blocking(&state.engine, move |engine| {
         Ok(engine.with_projection(|projection| {
             let resolver = Resolver { projection, config: &workspace.workspace.resolver };

@@ -53,10 +53,8 @@ pub(crate) struct AppState {
 
 /// Opens the engine on the configured data folder.
 pub fn open_engine(config: &ServerConfig) -> anyhow::Result<Engine> {
-    let engine_config = EngineConfig {
-        workspaces: config.workspaces.iter().map(|w| w.workspace.clone()).collect(),
-        ..EngineConfig::single(config.workspaces[0].workspace.clone())
-    };
+    let engine_config =
+        EngineConfig::new(config.workspaces.iter().map(|w| w.workspace.clone()).collect());
     let (engine, report) = Engine::open(&config.data_dir, engine_config)
         .map_err(|err| anyhow::anyhow!("cannot open {}: {err}", config.data_dir.display()))?;
     for (seq, reason) in &report.snapshots_discarded {
