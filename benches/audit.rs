@@ -41,14 +41,14 @@ fn main() {
     for (idx, entry) in LogGenerator::new(3).take(n as usize).enumerate() {
         batch.push(entry);
         let done = idx as u64 + 1;
-        if batch.len() == 10_000 || done == n || done % every == 0 {
+        if batch.len() == 10_000 || done == n || done.is_multiple_of(every) {
             let (first, _) = log.append_batch(&batch, Durability::Deferred).unwrap();
             for (offset, entry) in batch.iter().enumerate() {
                 live.apply(Seq(first.0 + offset as u64), entry).unwrap();
             }
             batch.clear();
         }
-        if done % every == 0 && done < n {
+        if done.is_multiple_of(every) && done < n {
             log.sync().unwrap();
             log.save_snapshot(live.last_seq(), &live.to_snapshot(), n_snapshots as usize).unwrap();
         }
