@@ -193,6 +193,7 @@ fn the_signup_flow_over_http_survives_a_restart_and_sigterm() {
     );
     // identify, login, logout, modify, then login and identify: search is not recorded.
     assert!(metrics.contains("idgraph_log_last_seq 6"), "{metrics}");
+    assert!(metrics.contains("idgraph_log_batch_entries_bucket{le=\"+Inf\"}"), "{metrics}");
     let health: Value = client().get(server.url("/healthz")).send().unwrap().json().unwrap();
     assert_eq!(health["status"], "ok");
     assert!(server.stop().success());

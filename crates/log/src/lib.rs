@@ -92,7 +92,13 @@ pub struct LogStats {
     pub n_syncs: u64,
     /// Entries written.
     pub n_entries_written: u64,
+    /// Group commits by batch size: `batch_sizes[i]` counts writes of at most
+    /// [`BATCH_SIZE_BUCKETS`]`[i]` entries (and more than the bucket before).
+    pub batch_sizes: [u64; BATCH_SIZE_BUCKETS.len()],
 }
+
+/// Upper bounds of the batch-size histogram in [`LogStats`]; the last bucket takes the rest.
+pub const BATCH_SIZE_BUCKETS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, u64::MAX];
 
 /// What [`Log::verify`] found in a log that is intact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +121,7 @@ pub struct Log {
     n_writes: AtomicU64,
     n_syncs: AtomicU64,
     n_entries_written: AtomicU64,
+    batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len()],
 }
 
 #[derive(Debug)]
@@ -190,6 +197,7 @@ impl Log {
             n_writes: AtomicU64::new(0),
             n_syncs: AtomicU64::new(0),
             n_entries_written: AtomicU64::new(0),
+            batch_sizes: Default::default(),
         })
     }
 
@@ -318,6 +326,10 @@ impl Log {
                 }
                 self.n_writes.fetch_add(1, Ordering::Relaxed);
                 self.n_entries_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let bucket = BATCH_SIZE_BUCKETS.iter().position(|max| batch.len() as u64 <= *max);
+                if let Some(counter) = bucket.and_then(|idx| self.batch_sizes.get(idx)) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(err) => {
                 writer.poisoned.get_or_insert(err.message);
@@ -528,6 +540,9 @@ impl Log {
             n_writes: self.n_writes.load(Ordering::Relaxed),
             n_syncs: self.n_syncs.load(Ordering::Relaxed),
             n_entries_written: self.n_entries_written.load(Ordering::Relaxed),
+            batch_sizes: std::array::from_fn(|idx| {
+                self.batch_sizes.get(idx).map_or(0, |counter| counter.load(Ordering::Relaxed))
+            }),
         }
     }
 

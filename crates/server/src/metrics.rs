@@ -114,6 +114,18 @@ impl Metrics {
         for (name, help, kind, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+        out.push_str("# HELP idgraph_log_batch_entries Entries per group commit (one storage write).\n# TYPE idgraph_log_batch_entries histogram\n");
+        let mut cumulative = 0;
+        for (count, bound) in log.batch_sizes.iter().zip(idgraph_log::BATCH_SIZE_BUCKETS) {
+            cumulative += count;
+            let le = if bound == u64::MAX { "+Inf".to_owned() } else { bound.to_string() };
+            let _ = writeln!(out, "idgraph_log_batch_entries_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "idgraph_log_batch_entries_sum {}\nidgraph_log_batch_entries_count {}",
+            log.n_entries_written, log.n_writes
+        );
         out
     }
 }
