@@ -304,8 +304,10 @@ impl Engine {
             events: decision.events,
             outcome,
         };
+        // An answer that changed nothing may be given before its entry is even written: a crash can
+        // only lose it together with every later entry, so no durable decision depends on it.
         let durability =
-            if entry.events.is_empty() { Durability::Deferred } else { Durability::Synced };
+            if entry.events.is_empty() { Durability::Queued } else { Durability::Synced };
         let pending = self
             .log
             .submit(std::slice::from_ref(&entry), durability)
