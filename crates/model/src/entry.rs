@@ -29,7 +29,7 @@ impl Seq {
 
     /// The sequence after this one.
     pub const fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self.0.saturating_add(1))
     }
 }
 

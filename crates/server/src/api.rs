@@ -603,7 +603,7 @@ pub(crate) async fn events(
             let scope = workspace.workspace.scope.clone();
             let after = query.after;
             let page = tokio::task::spawn_blocking(move || {
-                engine.log().read_range(idgraph_model::Seq(after + 1), limit)
+                engine.log().read_range(idgraph_model::Seq(after.saturating_add(1)), limit)
             })
             .await
             .map_err(|err| {
