@@ -2,6 +2,7 @@
 # Installs what building idgraph needs on a fresh Debian machine and does nothing when it is there.
 # RocksDB's Rust binding runs bindgen, which needs libclang.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 need_apt=()
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
@@ -10,10 +11,4 @@ fi
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "bootstrap: installing ${need_apt[*]}" >&2
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+"$here/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}

@@ -7,7 +7,9 @@ use idgraph::engine::{
     Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace,
 };
 use idgraph::log::Log;
-use idgraph::model::{Environment, Identity, IdentityType, Mpid, Operation, Seq, Timestamp};
+use idgraph::model::{
+    AdminCorrection, Environment, Identity, IdentityType, Mpid, Operation, Seq, Timestamp,
+};
 use idgraph::query::{
     Answer, ErrorCode, IdentityOp, IdentityQuery, MpidSource, ResolvedAnswer, ResolverConfig,
     Strategy,
@@ -362,28 +364,28 @@ fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
         query(IdentityOp::Login, &[DAS, EMAIL, (IdentityType::Other, "hyde")], None),
     ));
     let admin = |command| engine.handle(&prod, command);
-    let err = admin(Command::AdminSplit {
+    let err = admin(Command::AdminSplit(AdminCorrection {
         mpid: profile.mpid,
         identities: vec![Identity::new(IdentityType::Email, "nobody@x")],
         actor: "ops".into(),
         reason: "test".into(),
-    })
+    }))
     .unwrap_err();
     assert!(err.to_string().contains("does not hold"), "{err}");
-    let split = admin(Command::AdminSplit {
+    let split = admin(Command::AdminSplit(AdminCorrection {
         mpid: profile.mpid,
         identities: vec![Identity::new(IdentityType::Other, "hyde")],
         actor: "ops@example.com".into(),
         reason: "two people on one kiosk".into(),
-    })
+    }))
     .unwrap();
     let Answer::Admin { new_mpid: Some(new_mpid) } = split else { panic!("{split:?}") };
-    admin(Command::AdminDetach {
+    admin(Command::AdminDetach(AdminCorrection {
         mpid: profile.mpid,
         identities: vec![Identity::new(DAS.0, DAS.1)],
         actor: "ops".into(),
         reason: "shared device".into(),
-    })
+    }))
     .unwrap();
 
     let holdings = |mpid: Mpid| {

@@ -33,8 +33,8 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use idgraph_log::{Durability, Log};
 use idgraph_model::{
-    Entry, Environment, Identity, IdentityChange, IdentityRequest, Mpid, Operation, Request, Seq,
-    Timestamp,
+    AdminCorrection, Entry, Environment, IdentityChange, IdentityRequest, Mpid, Operation, Request,
+    Seq, Timestamp,
 };
 use idgraph_projection::Projection;
 use idgraph_query::{
@@ -101,27 +101,9 @@ pub enum Command {
     /// alias.
     Alias(AliasQuery),
     /// An administrator detaches identities from a profile.
-    AdminDetach {
-        /// The profile.
-        mpid: Mpid,
-        /// The identities to detach.
-        identities: Vec<Identity>,
-        /// Who asks.
-        actor: String,
-        /// Why.
-        reason: String,
-    },
+    AdminDetach(AdminCorrection),
     /// An administrator splits identities off a profile into a new one.
-    AdminSplit {
-        /// The profile.
-        mpid: Mpid,
-        /// The identities to move to the new profile.
-        identities: Vec<Identity>,
-        /// Who asks.
-        actor: String,
-        /// Why.
-        reason: String,
-    },
+    AdminSplit(AdminCorrection),
 }
 
 /// Who asks, where.
@@ -283,10 +265,10 @@ impl Engine {
                     resolver.modify(&world, *mpid, identity_changes)?
                 }
                 Command::Alias(query) => resolver.alias(&world, query, now)?,
-                Command::AdminDetach { mpid, identities, .. } => {
+                Command::AdminDetach(AdminCorrection { mpid, identities, .. }) => {
                     resolver.admin_detach(&world, *mpid, identities)?
                 }
-                Command::AdminSplit { mpid, identities, .. } => {
+                Command::AdminSplit(AdminCorrection { mpid, identities, .. }) => {
                     resolver.admin_split(&world, *mpid, identities, mpids.as_mut())?
                 }
             }
@@ -405,12 +387,8 @@ fn operation_of(command: Command, now: Timestamp) -> Operation {
             }
         }
         Command::Modify { mpid, identity_changes } => Operation::Modify { mpid, identity_changes },
-        Command::AdminDetach { mpid, identities, actor, reason } => {
-            Operation::AdminDetach { mpid, identities, actor, reason }
-        }
-        Command::AdminSplit { mpid, identities, actor, reason } => {
-            Operation::AdminSplit { mpid, identities, actor, reason }
-        }
+        Command::AdminDetach(correction) => Operation::AdminDetach(correction),
+        Command::AdminSplit(correction) => Operation::AdminSplit(correction),
         Command::Alias(query) => Operation::Alias {
             source: query.source,
             destination: query.destination,

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use idgraph_log::Log;
-use idgraph_model::{Entry, Event, Mpid, Operation, Outcome, Seq};
+use idgraph_model::{AdminCorrection, Entry, Event, Mpid, Operation, Outcome, Seq};
 use idgraph_projection::Projection;
 use idgraph_query::{
     AliasQuery, Answer, Decision, IdentityOp, IdentityQuery, MpidSource, RequestError, Resolver,
@@ -192,10 +192,10 @@ fn redecide(
             };
             return (resolver.alias(&world, &query, now), None);
         }
-        Operation::AdminDetach { mpid, identities, .. } => {
+        Operation::AdminDetach(AdminCorrection { mpid, identities, .. }) => {
             return (resolver.admin_detach(&world, *mpid, identities), None);
         }
-        Operation::AdminSplit { mpid, identities, .. } => {
+        Operation::AdminSplit(AdminCorrection { mpid, identities, .. }) => {
             return (resolver.admin_split(&world, *mpid, identities, mpids), None);
         }
     };

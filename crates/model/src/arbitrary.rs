@@ -6,8 +6,8 @@ use proptest::option;
 use proptest::prelude::*;
 
 use crate::{
-    DetachReason, Entry, Environment, Event, Identity, IdentityChange, IdentityRequest,
-    IdentityType, Mpid, Operation, Outcome, Request, Timestamp,
+    AdminCorrection, DetachReason, Entry, Environment, Event, Identity, IdentityChange,
+    IdentityRequest, IdentityType, Mpid, Operation, Outcome, Request, Timestamp,
 };
 
 /// Any identity type.
@@ -59,20 +59,20 @@ pub fn operation() -> impl Strategy<Value = Operation> {
             Operation::Alias { source, destination, start, end }
         }),
         (mpid(), vec(identity(), 0..3), ".{0,8}", ".{0,8}").prop_map(
-            |(mpid, identities, actor, reason)| Operation::AdminDetach {
+            |(mpid, identities, actor, reason)| Operation::AdminDetach(AdminCorrection {
                 mpid,
                 identities,
                 actor,
                 reason
-            }
+            })
         ),
         (mpid(), vec(identity(), 0..3), ".{0,8}", ".{0,8}").prop_map(
-            |(mpid, identities, actor, reason)| Operation::AdminSplit {
+            |(mpid, identities, actor, reason)| Operation::AdminSplit(AdminCorrection {
                 mpid,
                 identities,
                 actor,
                 reason
-            }
+            })
         ),
     ]
 }

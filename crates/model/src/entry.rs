@@ -180,27 +180,9 @@ pub enum Operation {
         end: Timestamp,
     },
     /// An administrator detached identities from a profile (a reversible-link correction).
-    AdminDetach {
-        /// The profile the identities are taken from.
-        mpid: Mpid,
-        /// The identities to detach.
-        identities: Vec<Identity>,
-        /// Who asked.
-        actor: String,
-        /// Why.
-        reason: String,
-    },
+    AdminDetach(AdminCorrection),
     /// An administrator split identities off a profile into a new profile.
-    AdminSplit {
-        /// The profile the identities are taken from.
-        mpid: Mpid,
-        /// The identities moved to the new profile.
-        identities: Vec<Identity>,
-        /// Who asked.
-        actor: String,
-        /// Why.
-        reason: String,
-    },
+    AdminSplit(AdminCorrection),
 }
 
 impl Operation {
@@ -212,10 +194,23 @@ impl Operation {
             Operation::Logout(_) => "logout",
             Operation::Modify { .. } => "modify",
             Operation::Alias { .. } => "alias",
-            Operation::AdminDetach { .. } => "admin_detach",
-            Operation::AdminSplit { .. } => "admin_split",
+            Operation::AdminDetach(_) => "admin_detach",
+            Operation::AdminSplit(_) => "admin_split",
         }
     }
+}
+
+/// The arguments of an administrative correction (detach or split).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCorrection {
+    /// The profile corrected.
+    pub mpid: Mpid,
+    /// The identities detached from it (or moved to the new profile, for a split).
+    pub identities: Vec<Identity>,
+    /// Who asked.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The arguments of identify, login and logout.

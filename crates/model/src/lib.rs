@@ -20,8 +20,8 @@ mod entry;
 mod identity;
 
 pub use entry::{
-    DetachReason, Entry, Environment, Event, IdentityChange, IdentityRequest, Operation, Outcome,
-    Request, Seq, Timestamp,
+    AdminCorrection, DetachReason, Entry, Environment, Event, IdentityChange, IdentityRequest,
+    Operation, Outcome, Request, Seq, Timestamp,
 };
 pub use identity::{
     IDENTITY_TYPE_COUNT, Identity, IdentityType, IdentityTypeSet, Mpid, MpidError,

@@ -74,8 +74,8 @@ fn identities_of(entry: &Entry) -> Vec<Identity> {
         Operation::Identify(request) | Operation::Login(request) | Operation::Logout(request) => {
             request.known_identities.clone()
         }
-        Operation::AdminDetach { identities, .. } | Operation::AdminSplit { identities, .. } => {
-            identities.clone()
+        Operation::AdminDetach(correction) | Operation::AdminSplit(correction) => {
+            correction.identities.clone()
         }
         Operation::Modify { .. } | Operation::Alias { .. } => Vec::new(),
     }

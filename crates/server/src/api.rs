@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use idgraph_engine::{Command, EngineError, RequestMeta};
-use idgraph_model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp};
+use idgraph_model::{
+    AdminCorrection, Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp,
+};
 use idgraph_query::{AliasQuery, Answer, IdentityOp, IdentityQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -537,8 +539,8 @@ pub(crate) async fn admin(
     let actor = required("actor", parsed.actor).map_err(fail)?;
     let reason = required("reason", parsed.reason).map_err(fail)?;
     let command = match action.as_str() {
-        "detach" => Command::AdminDetach { mpid, identities, actor, reason },
-        "split" => Command::AdminSplit { mpid, identities, actor, reason },
+        "detach" => Command::AdminDetach(AdminCorrection { mpid, identities, actor, reason }),
+        "split" => Command::AdminSplit(AdminCorrection { mpid, identities, actor, reason }),
         other => {
             return Err(fail(ApiError::new(
                 StatusCode::NOT_FOUND,
