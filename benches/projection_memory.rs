@@ -43,6 +43,10 @@ fn main() {
         projection.apply(Seq(idx as u64 + 1), &entry).unwrap();
     }
     let grown = live_bytes() - before;
+    println!(
+        "projection_memory: as grown, by component (capacity): {:?}",
+        projection.memory_breakdown()
+    );
     projection.shrink_to_fit();
     let shrunk = live_bytes() - before;
     let n_identities = projection.n_identities() as f64;

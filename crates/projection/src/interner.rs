@@ -1,34 +1,51 @@
-//! The identity interner: every distinct `(world, type, value)` is stored once, in one byte arena,
-//! and named by a dense 32-bit [`IdentityId`].
+//! The identity interner: every distinct `(world, type, value)` is stored once, as one record in a
+//! byte arena, and named by the record's offset, an [`IdentityId`].
 //!
-//! Layout per identity: the key bytes in `arena` (2 bytes world, 1 byte type, then the value), one
-//! `u32` end offset, and one `u32` slot in the hash table. Ids are assigned in first-seen order, so
-//! they are a deterministic function of the log.
+//! Record layout (little endian):
+//! ```text
+//! 0..2    value length (u16)
+//! 2..6    graph node of the identity (u32)
+//! 6..10   profile hint (u32): the one profile the identity looks up, or NONE / MANY
+//! 10..12  world (u16)
+//! 12      identity type code (u8)
+//! 13..    value bytes
+//! ```
+//! Keeping the node and the profile hint in the record means a lookup that finds the record has, in
+//! the same cache line, everything needed to answer "which profile does this identity look up?" for
+//! the common case of exactly one, without walking the graph: resolution at scale is bound by
+//! memory latency, and this saves about half of its cache misses at no memory cost (the record
+//! replaces a separate end-offset vector and an identity → node vector).
 //!
 //! The hash table uses a randomly seeded hasher (hashbrown's default), which resists hash flooding by
 //! crafted identity values. That randomness never reaches a result: the table is only probed, never
-//! iterated.
+//! iterated. Offsets are assigned in first-seen order, so they are a deterministic function of the
+//! log.
 
 use std::hash::BuildHasher;
 
-use hashbrown::DefaultHashBuilder;
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use idgraph_model::IdentityType;
+use petgraph::graph::NodeIndex;
 
 use crate::WorldId;
 
-/// A dense id for an interned identity.
+/// An interned identity: the offset of its record in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IdentityId(pub(crate) u32);
 
-/// Bytes of world and type before the value in a key.
-const KEY_PREFIX_LEN: usize = 3;
+const HEADER_LEN: usize = 13;
+/// The identity looks up no profile.
+pub(crate) const HINT_NONE: u32 = u32::MAX;
+/// The identity looks up several profiles: walk the graph.
+pub(crate) const HINT_MANY: u32 = u32::MAX - 1;
+/// Largest arena: offsets stay below 2^31, so they fit the identity form of a packed graph node.
+const ARENA_BYTES_MAX: usize = 1 << 31;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Interner {
     arena: Vec<u8>,
-    /// `ends[i]` is the end offset of key `i` in `arena`; its start is `ends[i - 1]` (or 0).
-    ends: Vec<u32>,
+    /// Records interned.
+    n_records: usize,
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
@@ -41,93 +58,146 @@ pub(crate) struct Key<'a> {
     pub(crate) value: &'a str,
 }
 
-/// The arena outgrew 32-bit offsets.
+/// The arena is full, or a value is longer than a record can hold.
 #[derive(Debug)]
 pub(crate) struct ArenaFull;
 
+fn u16_at(arena: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([arena[at], arena[at + 1]])
+}
+
+fn u32_at(arena: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([arena[at], arena[at + 1], arena[at + 2], arena[at + 3]])
+}
+
+fn key_at(arena: &[u8], offset: u32) -> Key<'_> {
+    let at = offset as usize;
+    let len = u16_at(arena, at) as usize;
+    let world = WorldId(u16_at(arena, at + 10));
+    let identity_type =
+        IdentityType::from_code(arena[at + 12]).expect("interned from a valid type");
+    let value = std::str::from_utf8(&arena[at + HEADER_LEN..at + HEADER_LEN + len])
+        .expect("interned from a str");
+    Key { world, identity_type, value }
+}
+
+fn hash(hasher: &DefaultHashBuilder, key: Key<'_>) -> u64 {
+    let mut state = hasher.build_hasher();
+    std::hash::Hasher::write_u16(&mut state, key.world.0);
+    std::hash::Hasher::write_u8(&mut state, key.identity_type.code());
+    std::hash::Hasher::write(&mut state, key.value.as_bytes());
+    std::hash::Hasher::finish(&state)
+}
+
 impl Interner {
-    fn hash(hasher: &DefaultHashBuilder, key: Key<'_>) -> u64 {
-        let mut state = hasher.build_hasher();
-        std::hash::Hasher::write_u16(&mut state, key.world.0);
-        std::hash::Hasher::write_u8(&mut state, key.identity_type.code());
-        std::hash::Hasher::write(&mut state, key.value.as_bytes());
-        std::hash::Hasher::finish(&state)
-    }
-
-    fn bytes(&self, id: u32) -> &[u8] {
-        let idx = id as usize;
-        let start = if idx == 0 { 0 } else { self.ends[idx - 1] as usize };
-        &self.arena[start..self.ends[idx] as usize]
-    }
-
-    fn matches(bytes: &[u8], key: Key<'_>) -> bool {
-        bytes.len() == KEY_PREFIX_LEN + key.value.len()
-            && bytes[..2] == key.world.0.to_le_bytes()
-            && bytes[2] == key.identity_type.code()
-            && &bytes[KEY_PREFIX_LEN..] == key.value.as_bytes()
+    fn matches(&self, offset: u32, key: Key<'_>) -> bool {
+        let at = offset as usize;
+        u16_at(&self.arena, at) as usize == key.value.len()
+            && u16_at(&self.arena, at + 10) == key.world.0
+            && self.arena[at + 12] == key.identity_type.code()
+            && &self.arena[at + HEADER_LEN..at + HEADER_LEN + key.value.len()]
+                == key.value.as_bytes()
     }
 
     /// The id of `key`, if interned.
     pub(crate) fn get(&self, key: Key<'_>) -> Option<IdentityId> {
-        let hash = Self::hash(&self.hasher, key);
-        self.table.find(hash, |&id| Self::matches(self.bytes(id), key)).map(|&id| IdentityId(id))
+        let hash = hash(&self.hasher, key);
+        self.table.find(hash, |&offset| self.matches(offset, key)).map(|&offset| IdentityId(offset))
     }
 
-    /// The id of `key`, interning it if new. Returns whether it was new.
-    pub(crate) fn intern(&mut self, key: Key<'_>) -> Result<(IdentityId, bool), ArenaFull> {
-        if let Some(id) = self.get(key) {
-            return Ok((id, false));
+    /// The id the next interned key will get.
+    pub(crate) fn next_id(&self) -> IdentityId {
+        IdentityId(self.arena.len() as u32)
+    }
+
+    /// Interns a key known to be new, with the graph node made for it. Returns its id, which is
+    /// [`Interner::next_id`] as it was before the call.
+    pub(crate) fn insert(
+        &mut self,
+        key: Key<'_>,
+        node: NodeIndex<u32>,
+    ) -> Result<IdentityId, ArenaFull> {
+        debug_assert!(self.get(key).is_none());
+        let len = u16::try_from(key.value.len()).map_err(|_| ArenaFull)?;
+        if self.arena.len() + HEADER_LEN + key.value.len() > ARENA_BYTES_MAX {
+            return Err(ArenaFull);
         }
-        let end = self.arena.len() + KEY_PREFIX_LEN + key.value.len();
-        let end = u32::try_from(end).map_err(|_| ArenaFull)?;
-        let id = u32::try_from(self.ends.len()).map_err(|_| ArenaFull)?;
+        let offset = self.arena.len() as u32;
+        crate::reserve_gently(&mut self.arena, HEADER_LEN + key.value.len());
+        self.arena.extend_from_slice(&len.to_le_bytes());
+        self.arena.extend_from_slice(&(node.index() as u32).to_le_bytes());
+        self.arena.extend_from_slice(&HINT_NONE.to_le_bytes());
         self.arena.extend_from_slice(&key.world.0.to_le_bytes());
         self.arena.push(key.identity_type.code());
         self.arena.extend_from_slice(key.value.as_bytes());
-        self.ends.push(end);
-        let hash = Self::hash(&self.hasher, key);
-        let Interner { arena, ends, table, hasher } = self;
-        table.insert_unique(hash, id, |&other| {
-            let other_key = key_of(arena, ends, other);
-            Self::hash(hasher, other_key)
-        });
-        Ok((IdentityId(id), true))
+        self.n_records += 1;
+        let Interner { arena, table, hasher, .. } = self;
+        table.insert_unique(hash(hasher, key), offset, |&other| hash(hasher, key_at(arena, other)));
+        Ok(IdentityId(offset))
+    }
+
+    /// Whether the arena can take a record for `key` (checked before the caller makes its node).
+    pub(crate) fn fits(&self, key: Key<'_>) -> bool {
+        u16::try_from(key.value.len()).is_ok()
+            && self.arena.len() + HEADER_LEN + key.value.len() <= ARENA_BYTES_MAX
     }
 
     /// The key of an interned id.
     pub(crate) fn resolve(&self, id: IdentityId) -> Key<'_> {
-        key_of(&self.arena, &self.ends, id.0)
+        key_at(&self.arena, id.0)
+    }
+
+    /// The graph node of an interned id.
+    pub(crate) fn node(&self, id: IdentityId) -> NodeIndex<u32> {
+        NodeIndex::new(u32_at(&self.arena, id.0 as usize + 2) as usize)
+    }
+
+    /// Sets the graph node of an interned id (snapshot loading interns before it makes nodes).
+    pub(crate) fn set_node(&mut self, id: IdentityId, node: NodeIndex<u32>) {
+        let at = id.0 as usize + 2;
+        self.arena[at..at + 4].copy_from_slice(&(node.index() as u32).to_le_bytes());
+    }
+
+    /// The profile hint of an interned id.
+    pub(crate) fn hint(&self, id: IdentityId) -> u32 {
+        u32_at(&self.arena, id.0 as usize + 6)
+    }
+
+    /// Sets the profile hint of an interned id.
+    pub(crate) fn set_hint(&mut self, id: IdentityId, hint: u32) {
+        let at = id.0 as usize + 6;
+        self.arena[at..at + 4].copy_from_slice(&hint.to_le_bytes());
+    }
+
+    /// Every id, in first-seen order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = IdentityId> + '_ {
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            if at >= self.arena.len() {
+                return None;
+            }
+            let id = IdentityId(at as u32);
+            at += HEADER_LEN + u16_at(&self.arena, at) as usize;
+            Some(id)
+        })
+    }
+
+    /// How many identities are interned.
+    pub(crate) fn len(&self) -> usize {
+        self.n_records
     }
 
     /// Releases spare capacity.
     pub(crate) fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        let Interner { arena, ends, table, hasher } = self;
-        table.shrink_to_fit(|&id| Self::hash(hasher, key_of(arena, ends, id)));
-    }
-
-    /// How many identities are interned.
-    pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        let Interner { arena, table, hasher, .. } = self;
+        table.shrink_to_fit(|&offset| hash(hasher, key_at(arena, offset)));
     }
 
     /// Heap bytes held, for memory accounting.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.ends.capacity() * 4
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.arena.capacity() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
-}
-
-fn key_of<'a>(arena: &'a [u8], ends: &[u32], id: u32) -> Key<'a> {
-    let idx = id as usize;
-    let start = if idx == 0 { 0 } else { ends[idx - 1] as usize };
-    let bytes = &arena[start..ends[idx] as usize];
-    let world = WorldId(u16::from_le_bytes([bytes[0], bytes[1]]));
-    let identity_type = IdentityType::from_code(bytes[2]).expect("interned from a valid type");
-    let value = std::str::from_utf8(&bytes[KEY_PREFIX_LEN..]).expect("interned from a str");
-    Key { world, identity_type, value }
 }
 
 #[cfg(test)]
@@ -136,27 +206,31 @@ mod tests {
 
     #[test]
     fn interning_is_idempotent_and_keys_round_trip() {
-        let mut interner = Interner::default();
         fn key(world: u16, value: &str) -> Key<'_> {
             Key { world: WorldId(world), identity_type: IdentityType::Email, value }
         }
-        let (a, new_a) = interner.intern(key(0, "a@x")).unwrap();
-        let (b, new_b) = interner.intern(key(1, "a@x")).unwrap();
-        let (a2, new_a2) = interner.intern(key(0, "a@x")).unwrap();
-        assert!(new_a && new_b && !new_a2);
-        assert_eq!(a, a2);
+        let mut interner = Interner::default();
+        let a = interner.insert(key(0, "a@x"), NodeIndex::new(7)).unwrap();
+        let b = interner.insert(key(1, "a@x"), NodeIndex::new(9)).unwrap();
+        assert_eq!(interner.get(key(0, "a@x")), Some(a));
         assert_ne!(a, b, "worlds are separate");
         assert_eq!(interner.resolve(b).value, "a@x");
         assert_eq!(interner.resolve(b).world, WorldId(1));
+        assert_eq!(interner.node(b), NodeIndex::new(9));
+        assert_eq!(interner.hint(a), HINT_NONE);
+        interner.set_hint(a, 42);
+        assert_eq!(interner.hint(a), 42);
+        assert_eq!(interner.resolve(a).value, "a@x", "the hint does not disturb the key");
         assert_eq!(interner.get(key(2, "a@x")), None);
         for n in 0..10_000 {
             let value = format!("user{n}");
-            interner.intern(key(0, &value)).unwrap();
+            interner.insert(key(0, &value), NodeIndex::new(n)).unwrap();
         }
-        assert_eq!(
-            interner.get(key(0, "user777")).map(|id| interner.resolve(id).value),
-            Some("user777")
-        );
+        let id = interner.get(key(0, "user777")).unwrap();
+        assert_eq!(interner.resolve(id).value, "user777");
+        assert_eq!(interner.node(id), NodeIndex::new(777));
         assert_eq!(interner.len(), 10_002);
+        assert_eq!(interner.ids().count(), 10_002);
+        assert_eq!(interner.ids().nth(1), Some(b));
     }
 }

@@ -37,7 +37,7 @@ use petgraph::visit::EdgeRef;
 use smallvec::SmallVec;
 
 pub use crate::interner::IdentityId;
-use crate::interner::{Interner, Key};
+use crate::interner::{HINT_MANY, HINT_NONE, Interner, Key};
 pub use crate::snapshot::SnapshotError;
 
 /// A world: one identity scope in one environment. Nothing resolves across worlds.
@@ -48,6 +48,20 @@ pub struct WorldId(pub(crate) u16);
 /// after a replay of the same log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProfileId(pub(crate) u32);
+
+/// How much spare room a growing vector gets: an eighth of its length (at least 1,024 items),
+/// instead of doubling. Replay grows every structure to its final size; doubling would leave up to
+/// half of each unused, which is most of the memory budget. Copies stay amortised O(1) per item.
+fn gentle_growth(len: usize) -> usize {
+    (len / 8).max(1_024)
+}
+
+/// Reserves gently (see [`gentle_growth`]) before a push into a full vector.
+pub(crate) fn reserve_gently<T>(vec: &mut Vec<T>, additional: usize) {
+    if vec.len() + additional > vec.capacity() {
+        vec.reserve_exact(gentle_growth(vec.len()).max(additional));
+    }
+}
 
 /// A 128-bit digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -204,8 +218,6 @@ pub struct Projection {
     worlds: Vec<(String, Environment)>,
     world_index: BTreeMap<(String, Environment), WorldId>,
     interner: Interner,
-    /// `identity_nodes[id]` is the graph node of identity `id`.
-    identity_nodes: Vec<NodeIndex<u32>>,
     profiles: Vec<Profile>,
     /// MPID → profile. Probed only, never iterated (see the crate docs).
     mpid_index: HashMap<Mpid, ProfileId>,
@@ -300,9 +312,28 @@ impl Projection {
         }
     }
 
+    /// Adds a graph node, growing the node vector gently.
+    fn add_node(&mut self, node: Node) -> NodeIndex<u32> {
+        let (n_nodes, capacity) = (self.graph.node_count(), self.graph.capacity().0);
+        if n_nodes == capacity {
+            self.graph.reserve_exact_nodes(gentle_growth(n_nodes));
+        }
+        self.graph.add_node(node.pack())
+    }
+
+    /// Adds a graph edge, growing the edge vector gently.
+    fn add_edge(&mut self, from: NodeIndex<u32>, to: NodeIndex<u32>, edge: Edge) {
+        let (n_edges, capacity) = (self.graph.edge_count(), self.graph.capacity().1);
+        if n_edges == capacity {
+            self.graph.reserve_exact_edges(gentle_growth(n_edges));
+        }
+        self.graph.add_edge(from, to, edge.pack());
+    }
+
     fn create_profile(&mut self, mpid: Mpid, world: WorldId, time: Timestamp) -> ProfileId {
         let id = ProfileId(self.profiles.len() as u32);
-        let node = self.graph.add_node(Node::Profile(id).pack());
+        let node = self.add_node(Node::Profile(id));
+        reserve_gently(&mut self.profiles, 1);
         self.profiles.push(Profile {
             mpid,
             world,
@@ -323,7 +354,7 @@ impl Projection {
         self.aliases.push(record);
         let (source_node, destination_node) =
             (self.profiles[source.0 as usize].node, self.profiles[destination.0 as usize].node);
-        self.graph.add_edge(source_node, destination_node, Edge::Alias(idx).pack());
+        self.add_edge(source_node, destination_node, Edge::Alias(idx));
         self.profiles[source.0 as usize].was_alias_source = true;
         self.profiles[destination.0 as usize].was_alias_destination = true;
     }
@@ -343,31 +374,54 @@ impl Projection {
     fn attach(&mut self, seq: Seq, profile: ProfileId, identity: &Identity) {
         let world = self.profiles[profile.0 as usize].world;
         let key = Key { world, identity_type: identity.identity_type, value: &identity.value };
-        let identity_id = match self.interner.intern(key) {
-            Ok((id, true)) => {
-                let node = self.graph.add_node(Node::Identity(id).pack());
-                self.identity_nodes.push(node);
-                id
+        let identity_id = match self.interner.get(key) {
+            Some(id) => id,
+            None if self.interner.fits(key) => {
+                let node = self.add_node(Node::Identity(self.interner.next_id()));
+                self.interner.insert(key, node).expect("checked by fits")
             }
-            Ok((id, false)) => id,
-            Err(_) => return self.diagnose(seq, "identity arena is full (4 GiB)".to_owned()),
+            None => {
+                let message = format!(
+                    "{identity}: value longer than 65,535 bytes, or the identity arena (2 GiB) is full"
+                );
+                return self.diagnose(seq, message);
+            }
         };
-        let identity_node = self.identity_nodes[identity_id.0 as usize];
+        let identity_node = self.interner.node(identity_id);
         let profile_node = self.profiles[profile.0 as usize].node;
         if self.find_lookup_edge(identity_node, profile_node).is_some() {
             return self.diagnose(seq, format!("{identity} attached twice"));
         }
-        self.graph.add_edge(identity_node, profile_node, Edge::LooksUp.pack());
+        self.add_edge(identity_node, profile_node, Edge::LooksUp);
+        self.note_lookup_added(identity_id, profile);
         let profile = &mut self.profiles[profile.0 as usize];
         profile.types.insert(identity.identity_type);
         profile.n_identities += 1;
     }
 
+    /// Keeps the interner's profile hint right after a lookup edge was added.
+    fn note_lookup_added(&mut self, identity: IdentityId, profile: ProfileId) {
+        let hint = if self.interner.hint(identity) == HINT_NONE { profile.0 } else { HINT_MANY };
+        self.interner.set_hint(identity, hint);
+    }
+
+    /// Recomputes the interner's profile hint from the graph after a lookup edge was removed.
+    fn refresh_hint(&mut self, identity: IdentityId) {
+        let mut profiles = self.walk_profiles_of(identity).into_iter();
+        let hint = match (profiles.next(), profiles.next()) {
+            (None, _) => HINT_NONE,
+            (Some(profile), None) => profile.0,
+            (Some(_), Some(_)) => HINT_MANY,
+        };
+        self.interner.set_hint(identity, hint);
+    }
+
     fn detach(&mut self, seq: Seq, profile: ProfileId, identity: &Identity, reason: &DetachReason) {
         let world = self.profiles[profile.0 as usize].world;
         let key = Key { world, identity_type: identity.identity_type, value: &identity.value };
-        let edge = self.interner.get(key).and_then(|identity_id| {
-            let identity_node = self.identity_nodes[identity_id.0 as usize];
+        let identity_id = self.interner.get(key);
+        let edge = identity_id.and_then(|identity_id| {
+            let identity_node = self.interner.node(identity_id);
             self.find_lookup_edge(identity_node, self.profiles[profile.0 as usize].node)
         });
         let Some(edge) = edge else {
@@ -378,6 +432,9 @@ impl Projection {
             );
         };
         self.graph.remove_edge(edge);
+        if let Some(identity_id) = identity_id {
+            self.refresh_hint(identity_id);
+        }
         let types = self.identity_types_of(profile);
         let profile = &mut self.profiles[profile.0 as usize];
         profile.n_identities -= 1;
@@ -459,7 +516,17 @@ impl Projection {
 
     /// The profiles `identity` looks up now, sorted by [`ProfileId`].
     pub fn profiles_of(&self, identity: IdentityId) -> SmallVec<[ProfileId; 4]> {
-        let node = self.identity_nodes[identity.0 as usize];
+        // Most identities look up one profile, which the interner record names: no graph walk.
+        match self.interner.hint(identity) {
+            HINT_NONE => SmallVec::new(),
+            HINT_MANY => self.walk_profiles_of(identity),
+            profile => smallvec::smallvec![ProfileId(profile)],
+        }
+    }
+
+    /// [`Projection::profiles_of`] by walking the graph.
+    fn walk_profiles_of(&self, identity: IdentityId) -> SmallVec<[ProfileId; 4]> {
+        let node = self.interner.node(identity);
         let mut profiles: SmallVec<[ProfileId; 4]> = self
             .graph
             .edges_directed(node, Outgoing)
@@ -505,7 +572,12 @@ impl Projection {
 
     /// Whether `profile` holds `identity` now.
     pub fn holds(&self, profile: ProfileId, identity: IdentityId) -> bool {
-        let identity_node = self.identity_nodes[identity.0 as usize];
+        match self.interner.hint(identity) {
+            HINT_NONE => return false,
+            HINT_MANY => {}
+            single => return single == profile.0,
+        }
+        let identity_node = self.interner.node(identity);
         self.find_lookup_edge(identity_node, self.profiles[profile.0 as usize].node).is_some()
     }
 
@@ -598,10 +670,22 @@ impl Projection {
     pub fn shrink_to_fit(&mut self) {
         self.graph.shrink_to_fit();
         self.interner.shrink_to_fit();
-        self.identity_nodes.shrink_to_fit();
         self.profiles.shrink_to_fit();
         self.mpid_index.shrink_to_fit();
         self.aliases.shrink_to_fit();
+    }
+
+    /// Heap bytes by component (capacity-based), for memory investigations.
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of;
+        vec![
+            ("graph nodes", self.graph.capacity().0 * (size_of::<PackedNode>() + 8)),
+            ("graph edges", self.graph.capacity().1 * (size_of::<PackedEdge>() + 16)),
+            ("interner", self.interner.heap_bytes()),
+            ("profiles", self.profiles.capacity() * size_of::<Profile>()),
+            ("mpid index", self.mpid_index.capacity() * (size_of::<(Mpid, ProfileId)>() + 1)),
+            ("aliases", self.aliases.capacity() * size_of::<AliasRecord>()),
+        ]
     }
 
     /// Heap bytes held by the graph and its indexes, by capacity (an estimate from the data
@@ -611,7 +695,6 @@ impl Projection {
         self.graph.capacity().0 * (size_of::<PackedNode>() + 8)
             + self.graph.capacity().1 * (size_of::<PackedEdge>() + 16)
             + self.interner.heap_bytes()
-            + self.identity_nodes.capacity() * 4
             + self.profiles.capacity() * size_of::<Profile>()
             + self.mpid_index.capacity() * (size_of::<(Mpid, ProfileId)>() + 1)
     }

@@ -21,9 +21,8 @@
 //! checksum:   u128, XXH3-128 of every byte before it
 //! ```
 
-use std::collections::BTreeMap;
-
 use idgraph_model::{Environment, IdentityType, IdentityTypeSet, Mpid, Seq, Timestamp};
+use petgraph::graph::NodeIndex;
 
 use crate::interner::Key;
 use crate::{AliasRecord, Diagnostic, Digest, Edge, Node, Profile, ProfileId, Projection, WorldId};
@@ -134,8 +133,8 @@ impl Projection {
             });
         }
         w.count(self.interner.len());
-        for id in 0..self.interner.len() {
-            let key = self.interner.resolve(crate::IdentityId(id as u32));
+        for id in self.interner.ids() {
+            let key = self.interner.resolve(id);
             w.u16(key.world.0);
             w.u8(key.identity_type.code());
             w.str(key.value);
@@ -218,10 +217,10 @@ impl Projection {
         };
         let content_digest = Digest(r.u128()?);
         load_worlds(&mut r, &mut projection)?;
-        let identity_worlds = load_identities(&mut r, &mut projection)?;
+        let identity_ids = load_identities(&mut r, &mut projection)?;
         load_profiles(&mut r, &mut projection)?;
-        load_nodes(&mut r, &mut projection, &identity_worlds)?;
-        load_lookups(&mut r, &mut projection)?;
+        load_nodes(&mut r, &mut projection, &identity_ids)?;
+        load_lookups(&mut r, &mut projection, &identity_ids)?;
         load_aliases(&mut r, &mut projection)?;
         projection.n_diagnostics = r.u64()?;
         for _ in 0..r.count(12)? {
@@ -262,12 +261,13 @@ fn load_worlds(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), Sn
     Ok(())
 }
 
+/// Interns the identities (their nodes come later) and returns their ids, ascending.
 fn load_identities(
     r: &mut Reader<'_>,
     projection: &mut Projection,
-) -> Result<Vec<WorldId>, SnapshotError> {
+) -> Result<Vec<u32>, SnapshotError> {
     let n = r.count(7)?;
-    let mut worlds = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let world = WorldId(r.u16()?);
         if usize::from(world.0) >= projection.worlds.len() {
@@ -277,16 +277,21 @@ fn load_identities(
         let identity_type = IdentityType::from_code(code)
             .ok_or_else(|| bad(format!("identity type code {code}")))?;
         let value = r.str()?;
-        let (_, new) = projection
-            .interner
-            .intern(Key { world, identity_type, value })
-            .map_err(|_| bad("identity arena overflow"))?;
-        if !new {
+        let key = Key { world, identity_type, value };
+        if projection.interner.get(key).is_some() {
             return Err(bad("duplicate identity"));
         }
-        worlds.push(world);
+        if !projection.interner.fits(key) {
+            return Err(bad("identity arena overflow"));
+        }
+        // The node is set when the node list is read.
+        let id = projection
+            .interner
+            .insert(key, NodeIndex::end())
+            .map_err(|_| bad("identity arena overflow"))?;
+        ids.push(id.0);
     }
-    Ok(worlds)
+    Ok(ids)
 }
 
 fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
@@ -321,25 +326,25 @@ fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), 
 fn load_nodes(
     r: &mut Reader<'_>,
     projection: &mut Projection,
-    identity_worlds: &[WorldId],
+    identity_ids: &[u32],
 ) -> Result<(), SnapshotError> {
     let n = r.count(5)?;
-    if n != identity_worlds.len() + projection.profiles.len() {
+    if n != identity_ids.len() + projection.profiles.len() {
         return Err(bad("node count differs from identities + profiles"));
     }
-    let mut identity_nodes = BTreeMap::new();
+    let mut seen_identities = vec![false; identity_ids.len()];
     let mut seen_profiles = vec![false; projection.profiles.len()];
     for _ in 0..n {
         let kind = r.u8()?;
         let id = r.u32()?;
-        match kind {
-            0 if (id as usize) < identity_worlds.len() => {
-                let node = projection.graph.add_node(Node::Identity(crate::IdentityId(id)).pack());
-                if identity_nodes.insert(id, node).is_some() {
-                    return Err(bad("identity node listed twice"));
-                }
+        match (kind, identity_ids.binary_search(&id)) {
+            (0, Ok(idx)) if !seen_identities[idx] => {
+                seen_identities[idx] = true;
+                let identity = crate::IdentityId(id);
+                let node = projection.graph.add_node(Node::Identity(identity).pack());
+                projection.interner.set_node(identity, node);
             }
-            1 if (id as usize) < projection.profiles.len() && !seen_profiles[id as usize] => {
+            (1, _) if (id as usize) < projection.profiles.len() && !seen_profiles[id as usize] => {
                 seen_profiles[id as usize] = true;
                 let node = projection.graph.add_node(Node::Profile(ProfileId(id)).pack());
                 projection.profiles[id as usize].node = node;
@@ -347,27 +352,30 @@ fn load_nodes(
             _ => return Err(bad("bad node")),
         }
     }
-    // Every identity id is listed exactly once (the count check above plus no duplicates), so the
-    // map holds ids 0..n in order.
-    projection.identity_nodes = identity_nodes.into_values().collect();
+    // The count check plus "each at most once" means every identity and profile has its node.
     Ok(())
 }
 
-fn load_lookups(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
+fn load_lookups(
+    r: &mut Reader<'_>,
+    projection: &mut Projection,
+    identity_ids: &[u32],
+) -> Result<(), SnapshotError> {
     for _ in 0..r.count(8)? {
-        let identity = r.u32()? as usize;
+        let identity = r.u32()?;
         let profile = r.u32()? as usize;
-        if identity >= projection.identity_nodes.len() || profile >= projection.profiles.len() {
+        if identity_ids.binary_search(&identity).is_err() || profile >= projection.profiles.len() {
             return Err(bad("lookup names an unknown node"));
         }
-        let identity_node = projection.identity_nodes[identity];
+        let identity = crate::IdentityId(identity);
+        let identity_node = projection.interner.node(identity);
         let profile_node = projection.profiles[profile].node;
         if projection.find_lookup_edge(identity_node, profile_node).is_some() {
             return Err(bad("duplicate lookup"));
         }
-        let identity_type =
-            projection.interner.resolve(crate::IdentityId(identity as u32)).identity_type;
+        let identity_type = projection.interner.resolve(identity).identity_type;
         projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp.pack());
+        projection.note_lookup_added(identity, ProfileId(profile as u32));
         let profile = &mut projection.profiles[profile];
         profile.types.insert(identity_type);
         profile.n_identities += 1;

@@ -296,6 +296,9 @@ impl ResolverConfig {
         if self.auto_alias && self.strategy != Strategy::ProfileLink {
             return Err(ConfigError("auto_alias applies to the profile_link strategy only".into()));
         }
+        if self.guardrails.value_bytes_max > usize::from(u16::MAX) {
+            return Err(ConfigError("value_bytes_max is at most 65535".into()));
+        }
         if self.guardrails.identities_per_type_max == 0 {
             return Err(ConfigError("identities_per_type_max must be at least 1".into()));
         }
