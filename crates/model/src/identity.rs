@@ -160,6 +160,11 @@ impl IdentityTypeSet {
         self.0 |= 1 << identity_type.code();
     }
 
+    /// Whether the two sets share a member (one AND, not a walk over the types).
+    pub const fn intersects(self, other: IdentityTypeSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
     /// Whether the set is empty.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

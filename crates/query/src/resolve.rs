@@ -89,7 +89,7 @@ struct Eligibility<'a> {
 impl Eligibility<'_> {
     fn is_known(&self, profile: ProfileId) -> bool {
         let types = self.projection.profile(profile).types;
-        self.config.login_ids.iter().any(|t| types.contains(t))
+        self.config.login_ids.intersects(types)
     }
 
     fn allows(&self, profile: ProfileId) -> bool {
@@ -334,7 +334,7 @@ fn search(
                 .collect();
             Answer::Resolved(ResolvedAnswer {
                 mpid: view.mpid,
-                is_logged_in: config.login_ids.iter().any(|t| view.types.contains(t)),
+                is_logged_in: config.login_ids.intersects(view.types),
                 matched_identities: matched,
                 created: false,
             })
@@ -378,7 +378,7 @@ fn build(
             identity: Identity::new(request_identity.identity_type, request_identity.value),
         });
     }
-    let is_logged_in = config.login_ids.iter().any(|t| types.contains(t));
+    let is_logged_in = config.login_ids.intersects(types);
     matched.sort();
     let outcome = Outcome::Resolved {
         mpid,
@@ -432,7 +432,7 @@ fn auto_alias_source(
 ) -> Option<(Mpid, Timestamp)> {
     let profile = projection.profile_id(previous_mpid?)?;
     let view = projection.profile(profile);
-    let anonymous = !config.login_ids.iter().any(|t| view.types.contains(t));
+    let anonymous = !config.login_ids.intersects(view.types);
     let usable = Some(view.world) == world
         && anonymous
         && !view.was_alias_destination
