@@ -49,11 +49,11 @@ pub struct WorldId(pub(crate) u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProfileId(pub(crate) u32);
 
-/// How much spare room a growing vector gets: an eighth of its length (at least 1,024 items),
+/// How much spare room a growing vector gets: a quarter of its length (at least 1,024 items),
 /// instead of doubling. Replay grows every structure to its final size; doubling would leave up to
 /// half of each unused, which is most of the memory budget. Copies stay amortised O(1) per item.
 fn gentle_growth(len: usize) -> usize {
-    (len / 8).max(1_024)
+    (len / 4).max(1_024)
 }
 
 /// Reserves gently (see [`gentle_growth`]) before a push into a full vector.
