@@ -81,12 +81,29 @@ fn key_at(arena: &[u8], offset: u32) -> Key<'_> {
     Key { world, identity_type, value }
 }
 
-fn hash(hasher: &DefaultHashBuilder, key: Key<'_>) -> u64 {
+fn hash_parts(hasher: &DefaultHashBuilder, world: u16, code: u8, value: &[u8]) -> u64 {
     let mut state = hasher.build_hasher();
-    std::hash::Hasher::write_u16(&mut state, key.world.0);
-    std::hash::Hasher::write_u8(&mut state, key.identity_type.code());
-    std::hash::Hasher::write(&mut state, key.value.as_bytes());
+    std::hash::Hasher::write_u16(&mut state, world);
+    std::hash::Hasher::write_u8(&mut state, code);
+    std::hash::Hasher::write(&mut state, value);
     std::hash::Hasher::finish(&state)
+}
+
+fn hash(hasher: &DefaultHashBuilder, key: Key<'_>) -> u64 {
+    hash_parts(hasher, key.world.0, key.identity_type.code(), key.value.as_bytes())
+}
+
+/// The hash of a stored record, from its bytes: no UTF-8 check, as table growth rehashes every
+/// record.
+fn hash_record(hasher: &DefaultHashBuilder, arena: &[u8], offset: u32) -> u64 {
+    let at = offset as usize;
+    let len = u16_at(arena, at) as usize;
+    hash_parts(
+        hasher,
+        u16_at(arena, at + 10),
+        arena[at + 12],
+        &arena[at + HEADER_LEN..at + HEADER_LEN + len],
+    )
 }
 
 impl Interner {
@@ -132,7 +149,7 @@ impl Interner {
         self.arena.extend_from_slice(key.value.as_bytes());
         self.n_records += 1;
         let Interner { arena, table, hasher, .. } = self;
-        table.insert_unique(hash(hasher, key), offset, |&other| hash(hasher, key_at(arena, other)));
+        table.insert_unique(hash(hasher, key), offset, |&other| hash_record(hasher, arena, other));
         Ok(IdentityId(offset))
     }
 
@@ -191,7 +208,7 @@ impl Interner {
     pub(crate) fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
         let Interner { arena, table, hasher, .. } = self;
-        table.shrink_to_fit(|&offset| hash(hasher, key_at(arena, offset)));
+        table.shrink_to_fit(|&offset| hash_record(hasher, arena, offset));
     }
 
     /// Heap bytes held, for memory accounting.
