@@ -171,6 +171,15 @@ pub(crate) struct IdentityBody {
     pub(crate) known_identities: Option<BTreeMap<String, Value>>,
 }
 
+impl IdentityBody {
+    /// The checked environment, previous MPID and identities.
+    pub(crate) fn into_parts(self) -> Result<(Environment, Option<Mpid>, Vec<Identity>), ApiError> {
+        let environment = environment(self.environment.as_deref())?;
+        let previous_mpid = optional_mpid("previous_mpid", &self.previous_mpid)?;
+        Ok((environment, previous_mpid, known_identities(self.known_identities)?))
+    }
+}
+
 pub(crate) fn environment(value: Option<&str>) -> Result<Environment, ApiError> {
     let value = value.ok_or_else(|| {
         ApiError::bad_request("LOOKUP_ERROR", "environment is required (production or development)")
@@ -295,13 +304,12 @@ pub(crate) async fn identity(
     let parsed: IdentityBody = parse_json(&bytes)?;
     let request_id = parsed.request_id.clone();
     let fail = |err: ApiError| err.with_request_id(request_id.clone());
-    let environment = environment(parsed.environment.as_deref()).map_err(fail)?;
-    let previous_mpid = optional_mpid("previous_mpid", &parsed.previous_mpid).map_err(fail)?;
-    let known_identities = known_identities(parsed.known_identities).map_err(fail)?;
+    let request_id_sent = parsed.request_id.clone();
+    let (environment, previous_mpid, known_identities) = parsed.into_parts().map_err(fail)?;
     let meta = RequestMeta {
         workspace: workspace.workspace.name.clone(),
         environment,
-        request_id: parsed.request_id,
+        request_id: request_id_sent,
     };
     let answer = run_engine(
         &state,

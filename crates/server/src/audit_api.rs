@@ -17,10 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{
-    ApiError, IdentityBody, admit_admin, environment, known_identities, optional_mpid, parse_json,
-    read_body,
-};
+use crate::api::{ApiError, IdentityBody, admit_admin, optional_mpid, parse_json, read_body};
 use crate::config::WorkspaceConfig;
 
 fn identities_json(identities: &[Identity]) -> Value {
@@ -289,9 +286,7 @@ pub(crate) async fn explain_hypothetical(
             ));
         }
     };
-    let environment = environment(parsed.request.environment.as_deref())?;
-    let previous_mpid = optional_mpid("previous_mpid", &parsed.request.previous_mpid)?;
-    let known_identities = known_identities(parsed.request.known_identities)?;
+    let (environment, previous_mpid, known_identities) = parsed.request.into_parts()?;
     let text = blocking(&state.engine, move |engine| {
         Ok(engine.with_projection(|projection| {
             let resolver = Resolver { projection, config: &workspace.workspace.resolver };
