@@ -32,6 +32,7 @@
 mod codec;
 mod error;
 mod frame;
+mod index;
 pub mod limits;
 mod memory;
 mod rocks;
@@ -45,6 +46,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use idgraph_model::{Entry, Seq, Timestamp};
 
 pub use crate::error::{Error, Result};
+pub use crate::index::{IndexKey, index_keys};
 pub use crate::memory::FaultSwitch;
 use crate::storage::{Storage, StorageError, StoredRecord};
 
@@ -180,6 +182,7 @@ impl Log {
         {
             return Err(Error::Gap { missing: Seq(1) });
         }
+        backfill_index(storage.as_ref())?;
         let writer = WriterState {
             next_seq: last_seq.next(),
             last_time,
@@ -235,24 +238,24 @@ impl Log {
         for entry in entries {
             let payload = codec::encode(entry).map_err(|reason| Error::Rejected { reason })?;
             let payload_crc = crc32c::crc32c(&payload);
-            encoded.push((entry.recorded_at, payload, payload_crc));
+            encoded.push((entry.recorded_at, payload, payload_crc, index::index_keys(entry)));
         }
         let mut writer = self.lock_writer();
         if let Some(cause) = &writer.poisoned {
             return Err(Error::Poisoned { cause: cause.clone() });
         }
         let mut last_time = writer.last_time;
-        for (recorded_at, _, _) in &encoded {
+        for (recorded_at, ..) in &encoded {
             if *recorded_at < last_time {
                 return Err(Error::time_regressed(last_time, *recorded_at));
             }
             last_time = *recorded_at;
         }
         let first = writer.next_seq;
-        for (recorded_at, payload, payload_crc) in encoded {
+        for (recorded_at, payload, payload_crc, index) in encoded {
             let seq = writer.next_seq;
             let bytes = frame::frame(seq, codec::CODEC_BINCODE2_SERDE, &payload, payload_crc);
-            writer.queue.push(StoredRecord { seq, recorded_at, bytes });
+            writer.queue.push(StoredRecord { seq, recorded_at, bytes, index });
             writer.next_seq = seq.next();
         }
         let last = Seq(writer.next_seq.0 - 1);
@@ -451,6 +454,24 @@ impl Log {
         res.map_err(|err| read_error(expected, err))
     }
 
+    /// The sequences of the entries indexed under `key` (see [`IndexKey`]), at or before `up_to`,
+    /// oldest first. Cheap: one index seek and a short iteration, no entry is read.
+    pub fn indexed(&self, key: IndexKey, up_to: Seq) -> Result<Vec<Seq>> {
+        let mut seqs = Vec::new();
+        self.storage
+            .index_scan(key, up_to, &mut |seq| {
+                seqs.push(seq);
+                ControlFlow::Continue(())
+            })
+            .map_err(|err| read_error(Seq::ZERO, err))?;
+        Ok(seqs)
+    }
+
+    /// The last entry indexed under `key` at or before `up_to`.
+    pub fn last_indexed(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>> {
+        self.storage.index_last(key, up_to).map_err(|err| read_error(Seq::ZERO, err))
+    }
+
     /// Up to `n_max` entries from `from` (inclusive), for paging through the log.
     pub fn read_range(&self, from: Seq, n_max: usize) -> Result<Vec<(Seq, Entry)>> {
         let mut entries = Vec::new();
@@ -566,6 +587,47 @@ impl Log {
     pub fn raw_record_for_tests(&self, seq: Seq) -> Result<Option<Vec<u8>>> {
         self.storage.get(seq).map_err(|err| read_error(seq, err))
     }
+}
+
+/// Entries per batch when indexing an older database.
+const BACKFILL_BATCH_ENTRIES: usize = 10_000;
+
+/// Indexes the entries of a database written before the secondary indexes existed (once; resumes
+/// where an interrupted run stopped).
+fn backfill_index(storage: &dyn Storage) -> Result<()> {
+    if storage.index_complete().map_err(|err| read_error(Seq::ZERO, err))? {
+        return Ok(());
+    }
+    let from = storage.index_backfilled().map_err(|err| read_error(Seq::ZERO, err))?.next();
+    let mut keys = Vec::new();
+    let (mut n_batched, mut covered) = (0, Seq::ZERO);
+    let mut failure = None;
+    storage
+        .scan(from, &mut |seq, bytes| {
+            let entry = match decode_record(seq, bytes) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    failure = Some(err);
+                    return ControlFlow::Break(());
+                }
+            };
+            keys.extend(index::index_keys(&entry).into_iter().map(|key| (seq, key)));
+            (n_batched, covered) = (n_batched + 1, seq);
+            if n_batched == BACKFILL_BATCH_ENTRIES {
+                if let Err(err) = storage.index_backfill(&keys, covered, false) {
+                    failure = Some(read_error(seq, err));
+                    return ControlFlow::Break(());
+                }
+                keys.clear();
+                n_batched = 0;
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|err| read_error(covered.next(), err))?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    storage.index_backfill(&keys, covered, true).map_err(|err| read_error(covered, err))
 }
 
 fn read_error(seq: Seq, err: StorageError) -> Error {

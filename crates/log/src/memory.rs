@@ -1,13 +1,14 @@
 //! The in-memory backend: the same interface as RocksDB, for tests of the crates above the log and
 //! for fault injection. Nothing survives the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use idgraph_model::{Seq, Timestamp};
 
+use crate::index::{self, IndexKey};
 use crate::storage::{Storage, StorageError, StoredRecord};
 
 #[derive(Debug, Default)]
@@ -15,6 +16,8 @@ pub(crate) struct MemoryStorage {
     /// Records in sequence order: `records[i]` holds sequence `i + 1`, so the vector is gap-free by
     /// construction.
     records: RwLock<Vec<(Timestamp, Vec<u8>)>>,
+    /// Stored index keys (`crate::index`), in key order.
+    index: RwLock<BTreeSet<Vec<u8>>>,
     /// Snapshots by the sequence they were taken at.
     snapshots: RwLock<BTreeMap<Seq, Vec<u8>>>,
     /// Fault injection: while set, writes and syncs fail with an I/O error.
@@ -62,9 +65,11 @@ impl Storage for MemoryStorage {
     fn write(&self, records: &[StoredRecord], _sync: bool) -> Result<(), StorageError> {
         self.check_faults()?;
         let mut stored = self.records.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
         for record in records {
             assert_eq!(record.seq.0, stored.len() as u64 + 1, "the writer appends in sequence");
             stored.push((record.recorded_at, record.bytes.clone()));
+            index.extend(record.index.iter().map(|key| key.stored(record.seq)));
         }
         Ok(())
     }
@@ -100,6 +105,49 @@ impl Storage for MemoryStorage {
     fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         let records = self.read();
         Ok(Seq(records.partition_point(|(recorded_at, _)| *recorded_at <= time) as u64))
+    }
+
+    fn index_scan(
+        &self,
+        key: IndexKey,
+        up_to: Seq,
+        visit: &mut dyn FnMut(Seq) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        for stored in index.range(key.stored(Seq::ZERO)..=key.stored(up_to)) {
+            if let Some(seq) = index::seq_of_stored(stored)
+                && visit(seq).is_break()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let last = index.range(key.stored(Seq::ZERO)..=key.stored(up_to)).next_back();
+        Ok(last.and_then(|stored| index::seq_of_stored(stored)))
+    }
+
+    fn index_complete(&self) -> Result<bool, StorageError> {
+        // Every record ever written here came with its index keys.
+        Ok(true)
+    }
+
+    fn index_backfill(
+        &self,
+        keys: &[(Seq, IndexKey)],
+        _covered: Seq,
+        _complete: bool,
+    ) -> Result<(), StorageError> {
+        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        index.extend(keys.iter().map(|(seq, key)| key.stored(*seq)));
+        Ok(())
+    }
+
+    fn index_backfilled(&self) -> Result<Seq, StorageError> {
+        Ok(Seq::ZERO)
     }
 
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {

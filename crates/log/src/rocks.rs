@@ -5,7 +5,10 @@
 //! - `time`: key = recorded time (i64 µs, sign bit flipped, big endian) ‖ sequence (u64 big endian),
 //!   value empty: the time → sequence index behind "as of 2026-05-01T12:00Z";
 //! - `meta`: `format` = the on-disk format name, checked on open;
-//! - `snapshots`: key = sequence (u64 big endian), value = a framed projection snapshot.
+//! - `snapshots`: key = sequence (u64 big endian), value = a framed projection snapshot;
+//! - `index`: the secondary indexes of `crate::index` (profile → entries, identity → entries),
+//!   value empty. `meta` says whether they cover every entry (`index_complete`) or how far a
+//!   backfill of an older database got (`index_backfilled`).
 //!
 //! Every batch of records and its index keys go into one RocksDB `WriteBatch`, so they become
 //! visible, and durable, together. A write with `sync` fsyncs the write-ahead log before returning;
@@ -20,15 +23,19 @@ use rocksdb::{
     Direction, ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::index::{self, IndexKey};
 use crate::storage::{Storage, StorageError, StoredRecord};
 
 const CF_ENTRIES: &str = "entries";
 const CF_TIME: &str = "time";
 const CF_META: &str = "meta";
 const CF_SNAPSHOTS: &str = "snapshots";
+const CF_INDEX: &str = "index";
 /// Table block size of the `entries` column family: 64 KiB (RocksDB's default is 4 KiB).
 const ENTRIES_BLOCK_BYTES: usize = 64 * 1024;
 const META_FORMAT_KEY: &[u8] = b"format";
+const META_INDEX_COMPLETE_KEY: &[u8] = b"index_complete";
+const META_INDEX_BACKFILLED_KEY: &[u8] = b"index_backfilled";
 /// The format name stored in `meta`. Bumped only with a change that an older build cannot read.
 pub(crate) const FORMAT_NAME: &[u8] = b"idgraph-log/1";
 
@@ -72,7 +79,7 @@ impl RocksStorage {
         options.set_paranoid_checks(true);
         options.set_compression_type(DBCompressionType::None);
         options.set_keep_log_file_num(4);
-        let column_families = [CF_ENTRIES, CF_TIME, CF_META, CF_SNAPSHOTS].map(|name| {
+        let column_families = [CF_ENTRIES, CF_TIME, CF_META, CF_SNAPSHOTS, CF_INDEX].map(|name| {
             let mut cf_options = Options::default();
             cf_options.set_compression_type(DBCompressionType::None);
             if name == CF_ENTRIES {
@@ -113,6 +120,10 @@ impl RocksStorage {
                 write_options.set_sync(true);
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, META_FORMAT_KEY, FORMAT_NAME);
+                // A new database: every entry will be written with its index keys.
+                if self.last()?.is_none() {
+                    batch.put_cf(meta, META_INDEX_COMPLETE_KEY, [1]);
+                }
                 self.db.write_opt(batch, &write_options).map_err(storage_error)
             }
         }
@@ -121,11 +132,14 @@ impl RocksStorage {
 
 impl Storage for RocksStorage {
     fn write(&self, records: &[StoredRecord], sync: bool) -> Result<(), StorageError> {
-        let (entries, time) = (self.cf(CF_ENTRIES), self.cf(CF_TIME));
+        let (entries, time, index) = (self.cf(CF_ENTRIES), self.cf(CF_TIME), self.cf(CF_INDEX));
         let mut batch = WriteBatch::default();
         for record in records {
             batch.put_cf(entries, record.seq.0.to_be_bytes(), &record.bytes);
             batch.put_cf(time, time_key(record.recorded_at, record.seq), []);
+            for key in &record.index {
+                batch.put_cf(index, key.stored(record.seq), []);
+            }
         }
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
@@ -180,6 +194,83 @@ impl Storage for RocksStorage {
         }
     }
 
+    fn index_scan(
+        &self,
+        key: IndexKey,
+        up_to: Seq,
+        visit: &mut dyn FnMut(Seq) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let prefix = key.prefix();
+        let prefix = prefix.as_bytes();
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_upper_bound(key.stored(up_to.next()));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_INDEX), read_options);
+        iter.seek(prefix);
+        while iter.valid() {
+            let Some(stored) = iter.key() else { break };
+            if !stored.starts_with(prefix) {
+                break;
+            }
+            let seq = index::seq_of_stored(stored).ok_or_else(|| StorageError {
+                message: format!("index key of {} bytes", stored.len()),
+                corruption: true,
+            })?;
+            if visit(seq).is_break() {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(storage_error)
+    }
+
+    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
+        let prefix = key.prefix();
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_INDEX));
+        iter.seek_for_prev(key.stored(up_to));
+        if !iter.valid() {
+            return iter.status().map(|()| None).map_err(storage_error);
+        }
+        Ok(iter
+            .key()
+            .filter(|stored| stored.starts_with(prefix.as_bytes()))
+            .and_then(index::seq_of_stored))
+    }
+
+    fn index_complete(&self) -> Result<bool, StorageError> {
+        let found =
+            self.db.get_cf(self.cf(CF_META), META_INDEX_COMPLETE_KEY).map_err(storage_error)?;
+        Ok(found.is_some())
+    }
+
+    fn index_backfill(
+        &self,
+        keys: &[(Seq, IndexKey)],
+        covered: Seq,
+        complete: bool,
+    ) -> Result<(), StorageError> {
+        let (index, meta) = (self.cf(CF_INDEX), self.cf(CF_META));
+        let mut batch = WriteBatch::default();
+        for (seq, key) in keys {
+            batch.put_cf(index, key.stored(*seq), []);
+        }
+        batch.put_cf(meta, META_INDEX_BACKFILLED_KEY, covered.0.to_be_bytes());
+        if complete {
+            batch.put_cf(meta, META_INDEX_COMPLETE_KEY, [1]);
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(complete);
+        self.db.write_opt(batch, &write_options).map_err(storage_error)
+    }
+
+    fn index_backfilled(&self) -> Result<Seq, StorageError> {
+        let found =
+            self.db.get_cf(self.cf(CF_META), META_INDEX_BACKFILLED_KEY).map_err(storage_error)?;
+        match found {
+            None => Ok(Seq::ZERO),
+            Some(bytes) => seq_from_key(&bytes),
+        }
+    }
+
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
@@ -211,7 +302,10 @@ impl Storage for RocksStorage {
         // Flushing memtables makes the next open fast (nothing to replay from the WAL) and puts
         // every record in a checksummed table file.
         self.db
-            .flush_cfs_opt(&[self.cf(CF_ENTRIES), self.cf(CF_TIME)], &Default::default())
+            .flush_cfs_opt(
+                &[self.cf(CF_ENTRIES), self.cf(CF_TIME), self.cf(CF_INDEX)],
+                &Default::default(),
+            )
             .map_err(storage_error)
     }
 

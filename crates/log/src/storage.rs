@@ -7,12 +7,16 @@ use std::ops::ControlFlow;
 
 use idgraph_model::{Seq, Timestamp};
 
+use crate::index::IndexKey;
+
 /// One framed record ready to be written.
 #[derive(Debug)]
 pub(crate) struct StoredRecord {
     pub(crate) seq: Seq,
     pub(crate) recorded_at: Timestamp,
     pub(crate) bytes: Vec<u8>,
+    /// The entry's secondary index keys (`crate::index`), written in the same atomic batch.
+    pub(crate) index: Vec<IndexKey>,
 }
 
 /// A backend failure, with the backend's own description. `corruption` is set when the backend
@@ -52,6 +56,33 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
 
     /// The last sequence recorded at or before `time`, or `Seq::ZERO`.
     fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError>;
+
+    /// Visits, in log order, the sequences indexed under `key` up to `up_to`, until `visit` breaks.
+    fn index_scan(
+        &self,
+        key: IndexKey,
+        up_to: Seq,
+        visit: &mut dyn FnMut(Seq) -> ControlFlow<()>,
+    ) -> Result<(), StorageError>;
+
+    /// The last sequence indexed under `key` at or before `up_to`.
+    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError>;
+
+    /// Whether the indexes cover every stored entry (false for a database written before they
+    /// existed, until [`Storage::index_backfill`] has run).
+    fn index_complete(&self) -> Result<bool, StorageError>;
+
+    /// Writes index keys for entries already stored, and records that the entries up to `covered`
+    /// are indexed; with `complete`, marks the indexes complete.
+    fn index_backfill(
+        &self,
+        keys: &[(Seq, IndexKey)],
+        covered: Seq,
+        complete: bool,
+    ) -> Result<(), StorageError>;
+
+    /// Where an interrupted backfill stopped (`Seq::ZERO`: from the start).
+    fn index_backfilled(&self) -> Result<Seq, StorageError>;
 
     /// Stores a framed snapshot taken at `seq`, durably, replacing any snapshot at that sequence.
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;

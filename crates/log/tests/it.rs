@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idgraph_log::{Durability, Error, Log};
+use idgraph_log::{Durability, Error, IndexKey, Log};
 use idgraph_model::{
     Entry, Environment, Event, Identity, IdentityRequest, IdentityType, Mpid, Operation, Outcome,
     Request, Seq, Timestamp,
@@ -369,4 +369,150 @@ fn acknowledged_appends_survive_sigkill() {
         n_acked_total = Log::open(dir.path()).unwrap().last_seq().0;
     }
     assert!(n_acked_total > 0, "the child never acknowledged an append");
+}
+
+/// Entries over small pools of profiles, identities and scopes, so that index subjects repeat.
+fn varied_entries(n: usize, seed: u64) -> Vec<Entry> {
+    let mut rng = seed;
+    let mut pick = |n: u64| splitmix(&mut rng) % n;
+    (0..n)
+        .map(|i| {
+            let mpid = |k: u64| {
+                Mpid::new(k as i64 - 3).filter(|_| k != 3).unwrap_or(Mpid::new(9).unwrap())
+            };
+            let identity = |t: u64, v: u64| {
+                let identity_type =
+                    if t == 0 { IdentityType::Email } else { IdentityType::CustomerId };
+                Identity::new(identity_type, format!("v{v}"))
+            };
+            let mut events = Vec::new();
+            for _ in 0..pick(4) {
+                events.push(match pick(4) {
+                    0 => Event::ProfileCreated { mpid: mpid(pick(7)) },
+                    1 => Event::IdentityAttached {
+                        mpid: mpid(pick(7)),
+                        identity: identity(pick(2), pick(5)),
+                    },
+                    2 => Event::IdentityDetached {
+                        mpid: mpid(pick(7)),
+                        identity: identity(pick(2), pick(5)),
+                        reason: idgraph_model::DetachReason::Modified,
+                    },
+                    _ => Event::AliasRecorded {
+                        source: mpid(pick(7)),
+                        destination: mpid(pick(7)),
+                        start: Timestamp(0),
+                        end: Timestamp(1),
+                    },
+                });
+            }
+            let outcome = match pick(3) {
+                0 => {
+                    Outcome::Resolved { mpid: mpid(pick(7)), is_logged_in: false, matched: vec![] }
+                }
+                1 => Outcome::Modified { mpid: mpid(pick(7)) },
+                _ => Outcome::AliasAccepted,
+            };
+            let mut entry = entry(i as u64, i as i64);
+            entry.request.scope = format!("scope-{}", pick(2));
+            entry.events = events;
+            entry.outcome = outcome;
+            entry
+        })
+        .collect()
+}
+
+/// What the indexes must say, computed from the entries without the index code.
+fn expected_index(entries: &[Entry]) -> std::collections::BTreeMap<IndexKey, Vec<Seq>> {
+    let mut expected: std::collections::BTreeMap<IndexKey, Vec<Seq>> = Default::default();
+    for (idx, entry) in entries.iter().enumerate() {
+        let seq = Seq(idx as u64 + 1);
+        let mut named = Vec::new();
+        let mut keys = Vec::new();
+        for event in &entry.events {
+            match event {
+                Event::ProfileCreated { mpid } => named.push(*mpid),
+                Event::IdentityAttached { mpid, identity }
+                | Event::IdentityDetached { mpid, identity, .. } => {
+                    named.push(*mpid);
+                    keys.push(IndexKey::identity(&entry.request.scope, identity));
+                }
+                Event::AliasRecorded { source, destination, .. } => {
+                    named.extend([*source, *destination])
+                }
+            }
+        }
+        keys.extend(named.iter().map(|mpid| IndexKey::ProfileChanged(*mpid)));
+        if let Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } = &entry.outcome
+            && !named.contains(mpid)
+        {
+            keys.push(IndexKey::ProfileSeen(*mpid));
+        }
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            expected.entry(key).or_default().push(seq);
+        }
+    }
+    expected
+}
+
+fn check_index(log: &Log, entries: &[Entry]) {
+    let expected = expected_index(entries);
+    assert!(expected.len() > 20, "the pools repeat subjects");
+    let last = Seq(entries.len() as u64);
+    for (key, seqs) in &expected {
+        for up_to in [Seq::ZERO, Seq(1), Seq(last.0 / 2), last, Seq(u64::MAX)] {
+            let want: Vec<Seq> = seqs.iter().copied().filter(|seq| *seq <= up_to).collect();
+            assert_eq!(log.indexed(*key, up_to).unwrap(), want, "{key:?} up to {up_to}");
+            assert_eq!(log.last_indexed(*key, up_to).unwrap(), want.last().copied());
+        }
+    }
+    let absent = IndexKey::identity("scope-0", &Identity::new(IdentityType::Email, "nobody"));
+    assert!(log.indexed(absent, last).unwrap().is_empty());
+    assert_eq!(
+        log.last_indexed(IndexKey::ProfileSeen(Mpid::new(1234).unwrap()), last).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn the_indexes_list_the_entries_that_touched_each_profile_and_identity() {
+    let entries = varied_entries(400, 7);
+    let memory = Log::in_memory();
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = Log::open(dir.path()).unwrap();
+    for log in [&memory, &rocks] {
+        for chunk in entries.chunks(37) {
+            log.append_batch(chunk, Durability::Deferred).unwrap();
+        }
+        check_index(log, &entries);
+    }
+    rocks.close().unwrap();
+    check_index(&Log::open(dir.path()).unwrap(), &entries);
+}
+
+#[test]
+fn a_database_written_without_indexes_is_indexed_at_open() {
+    let entries = varied_entries(25_000, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    for chunk in entries.chunks(1_000) {
+        log.append_batch(chunk, Durability::Deferred).unwrap();
+    }
+    log.close().unwrap();
+    // Make it look like a database from before the indexes: no index keys, no completion mark.
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let mut db =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &names).unwrap();
+        db.drop_cf("index").unwrap();
+        db.delete_cf(db.cf_handle("meta").unwrap(), b"index_complete").unwrap();
+    }
+    let log = Log::open(dir.path()).unwrap();
+    check_index(&log, &entries);
+    // Appends after the backfill are indexed as usual.
+    let more = varied_entries(25_100, 11);
+    log.append_batch(&more[25_000..], Durability::Synced).unwrap();
+    check_index(&log, &more);
 }
