@@ -490,3 +490,134 @@ fn as_of_every_sequence_equals_a_fold_up_to_it() {
         assert_eq!(as_of.content_digest(), expected[seq as usize], "as of {seq}");
     }
 }
+
+/// The indexed as-of (only the entries that touched the profiles asked about, folded into a
+/// partial projection) equals a full fold, at every sequence of a generated workload with
+/// modifies, aliases and splits: each profile's view, identities and aliases, and the
+/// re-decision of every identity request against the state before it.
+#[test]
+fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() {
+    use idgraph::engine::audit;
+    use idgraph::projection::Projection;
+    use idgraph::query::AliasQuery;
+    use idgraph_workload::{Generator, Op, WorkloadSpec};
+    use std::ops::ControlFlow;
+
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let spec = WorkloadSpec { seed: 5, requests: 1_500, users: 150, ..WorkloadSpec::default() };
+    let mut answers: Vec<Option<Mpid>> = Vec::new();
+    for (n, request) in Generator::new(&spec).unwrap().enumerate() {
+        let line = |reference: Option<idgraph_workload::LineRef>| {
+            reference.and_then(|r| answers.get(r.line as usize - 1).copied().flatten())
+        };
+        let command = match request.op {
+            Op::Modify => match line(request.mpid) {
+                Some(mpid) => {
+                    Command::Modify { mpid, identity_changes: request.identity_changes.clone() }
+                }
+                None => {
+                    answers.push(None);
+                    continue;
+                }
+            },
+            op => Command::Identity(IdentityQuery {
+                op: match op {
+                    Op::Login => IdentityOp::Login,
+                    Op::Logout => IdentityOp::Logout,
+                    Op::Search => IdentityOp::Search,
+                    _ => IdentityOp::Identify,
+                },
+                known_identities: request.identities(),
+                previous_mpid: line(request.previous_mpid),
+            }),
+        };
+        let meta = RequestMeta {
+            workspace: "shop".into(),
+            environment: request.environment,
+            request_id: Some(request.request_id.clone()),
+        };
+        let answer = match engine.handle(&meta, command) {
+            Ok(Answer::Resolved(answer)) => Some(answer.mpid),
+            _ => None,
+        };
+        answers.push(answer);
+        let admin = RequestMeta { request_id: None, ..meta };
+        // Now and then an alias between two recent profiles, or a split of one.
+        let recent: Vec<Mpid> = answers.iter().rev().flatten().take(40).copied().collect();
+        if n % 97 == 50 && recent.len() > 10 {
+            let alias =
+                AliasQuery { source: recent[0], destination: recent[9], start: None, end: None };
+            let _ = engine.handle(&admin, Command::Alias(alias));
+        }
+        if n % 101 == 60 {
+            let mpid = recent[3];
+            let identities = engine.with_projection(|p| {
+                p.profile_id(mpid).map(|id| p.identities_of_sorted(id)).unwrap_or_default()
+            });
+            if identities.len() > 1 {
+                let split = AdminCorrection {
+                    mpid,
+                    identities: identities[..1].to_vec(),
+                    actor: "test".into(),
+                    reason: "split".into(),
+                };
+                engine.handle(&admin, Command::AdminSplit(split)).unwrap();
+            }
+        }
+    }
+    engine.log().flush().unwrap();
+    let workspace = engine.workspace("shop").unwrap().clone();
+
+    let view = |p: &Projection, mpid: Mpid| {
+        p.profile_id(mpid).map(|id| {
+            let v = p.profile(id);
+            let flags = (v.was_alias_source, v.was_alias_destination);
+            (v.created, v.last_seen, v.types, v.n_identities, flags, p.identities_of_sorted(id))
+        })
+    };
+    let mut full = Projection::new();
+    let mut created: Vec<Mpid> = Vec::new();
+    let (mut n_checked, mut n_explained, mut n_aliases, mut n_splits) = (0, 0, 0, 0);
+    engine
+        .log()
+        .scan(Seq::ZERO, |seq, entry| {
+            full.apply(seq, &entry).unwrap();
+            let mut asked: Vec<Mpid> = idgraph::log::index_keys(&entry)
+                .into_iter()
+                .filter_map(|key| match key {
+                    idgraph::log::IndexKey::ProfileChanged(m)
+                    | idgraph::log::IndexKey::ProfileSeen(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            for event in &entry.events {
+                if let idgraph::model::Event::ProfileCreated { mpid } = event {
+                    created.push(*mpid);
+                }
+            }
+            // And a profile created earlier, not touched now.
+            if !created.is_empty() {
+                asked.push(created[(seq.0 as usize * 7919) % created.len()]);
+            }
+            n_aliases += usize::from(matches!(entry.request.operation, Operation::Alias { .. }));
+            n_splits += usize::from(matches!(entry.request.operation, Operation::AdminSplit(_)));
+            for mpid in asked {
+                let partial = audit::profiles_as_of(engine.log(), &[mpid], seq).unwrap();
+                assert_eq!(view(&partial, mpid), view(&full, mpid), "{mpid} as of {seq}");
+                assert_eq!(
+                    partial.aliases_from(mpid),
+                    full.aliases_from(mpid),
+                    "{mpid} as of {seq}"
+                );
+                n_checked += 1;
+            }
+            if let Some(explained) = audit::explain_entry(engine.log(), &workspace, seq).unwrap() {
+                assert!(explained.agrees, "entry {seq}:\n{}", explained.explanation);
+                n_explained += 1;
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(n_checked > 2_500 && n_explained > 1_000, "{n_checked} views, {n_explained} explained");
+    assert!(n_aliases > 5 && n_splits > 3, "{n_aliases} aliases, {n_splits} splits");
+}

@@ -1,6 +1,5 @@
 //! `idgraph history`, `idgraph explain`, `idgraph as-of`: audit the log (docs/audit.md).
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -61,10 +60,9 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<()> {
     if let Some(mpid) = &args.mpid {
         let mpid: Mpid = mpid.parse().with_context(|| format!("--mpid {mpid}"))?;
         let mut builder = ProfileHistoryBuilder::new(mpid, login_ids(&config));
-        log.scan(Seq::ZERO, |seq, entry| {
+        for (seq, entry) in audit::entries_of_profile(&log, mpid, log.last_seq())? {
             builder.feed(seq, &entry);
-            ControlFlow::Continue(())
-        })?;
+        }
         let history = builder.finish();
         anyhow::ensure!(!history.steps.is_empty(), "no entry of the log mentions MPID {mpid}");
         outln!("{history}");
@@ -75,11 +73,20 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<()> {
         .split_once('=')
         .with_context(|| format!("--identity {identity}: expected type=value"))?;
     let identity = Identity::new(identity_type.parse()?, value);
+    // The identity index is per identity scope: follow the identity in every configured scope.
+    let mut scopes: Vec<&str> =
+        config.workspaces.iter().map(|w| w.workspace.scope.as_str()).collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let mut entries = Vec::new();
+    for scope in scopes {
+        entries.extend(audit::entries_of_identity(&log, scope, &identity, log.last_seq())?);
+    }
+    entries.sort_by_key(|(seq, _)| *seq);
     let mut builder = IdentityHistoryBuilder::new(identity.clone(), None);
-    log.scan(Seq::ZERO, |seq, entry| {
-        builder.feed(seq, &entry);
-        ControlFlow::Continue(())
-    })?;
+    for (seq, entry) in &entries {
+        builder.feed(*seq, entry);
+    }
     outln!("holders of {identity}");
     for holding in builder.finish() {
         let until = match &holding.until {
@@ -149,29 +156,37 @@ pub(crate) struct AsOfArgs {
     #[arg(long)]
     time: Option<String>,
     /// The profile to show.
+    #[arg(long, required_unless_present = "identity")]
+    mpid: Option<String>,
+    /// Instead of a profile: search for these identities (`type=value`, repeatable) as of then.
+    #[arg(long, conflicts_with = "mpid")]
+    identity: Vec<String>,
+    /// The workspace whose scope and configuration the search uses (default: the first).
     #[arg(long)]
-    mpid: String,
+    workspace: Option<String>,
     #[command(flatten)]
     source: Source,
 }
 
 pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
-    let (log, _) = args.source.open()?;
-    let mpid: Mpid = args.mpid.parse().with_context(|| format!("--mpid {}", args.mpid))?;
-    let (seq, projection) = match (&args.seq, &args.time) {
-        (Some(seq), _) => (
-            Seq(*seq),
-            audit::projection_as_of(&log, Seq(*seq)).map_err(|err| anyhow::anyhow!("{err}"))?,
-        ),
+    let (log, config) = args.source.open()?;
+    let seq = match (&args.seq, &args.time) {
+        (Some(seq), _) => Seq(*seq),
         (None, Some(time)) => {
             let time = chrono::DateTime::parse_from_rfc3339(time)
                 .with_context(|| format!("--time {time}: expected RFC 3339"))?;
-            audit::projection_at_time(&log, Timestamp::from_datetime(time.to_utc()))
-                .map_err(|err| anyhow::anyhow!("{err}"))?
+            log.seq_at(Timestamp::from_datetime(time.to_utc()))?
         }
         (None, None) => anyhow::bail!("give --seq or --time"),
     };
-    outln!("as of #{seq}");
+    let started = std::time::Instant::now();
+    let Some(mpid) = &args.mpid else {
+        return search_as_of(&log, &config, &args, seq);
+    };
+    let mpid: Mpid = mpid.parse().with_context(|| format!("--mpid {mpid}"))?;
+    let projection = audit::profiles_as_of(&log, &[mpid], seq)?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    outln!("as of #{seq} ({} events folded in {ms:.1} ms)", projection.n_events_applied());
     match projection.profile_id(mpid) {
         None => outln!("  {mpid} did not exist yet"),
         Some(profile) => {
@@ -184,8 +199,53 @@ pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
                 view.last_seen,
                 identities.join(", ")
             );
+            for alias in projection.aliases_from(mpid) {
+                outln!("  aliased to {} at #{}", alias.destination, alias.seq);
+            }
         }
     }
+    Ok(())
+}
+
+fn search_as_of(log: &Log, config: &ServerConfig, args: &AsOfArgs, seq: Seq) -> anyhow::Result<()> {
+    let workspace = match &args.workspace {
+        Some(name) => config
+            .workspaces
+            .iter()
+            .find(|w| &w.workspace.name == name)
+            .with_context(|| format!("no workspace `{name}` in the configuration"))?,
+        None => &config.workspaces[0],
+    };
+    let mut identities = Vec::new();
+    for text in &args.identity {
+        let (identity_type, value) = text
+            .split_once('=')
+            .with_context(|| format!("--identity {text}: expected type=value"))?;
+        let identity_type = identity_type.parse().with_context(|| format!("--identity {text}"))?;
+        identities.push(Identity::new(identity_type, value));
+    }
+    let scope = &workspace.workspace.scope;
+    let projection = audit::lookup_as_of(log, scope, &identities, None, seq)?;
+    let resolver =
+        idgraph_query::Resolver { projection: &projection, config: &workspace.workspace.resolver };
+    let world = idgraph_query::World {
+        scope: scope.clone(),
+        environment: idgraph_model::Environment::Production,
+    };
+    let query = idgraph_query::IdentityQuery {
+        op: idgraph_query::IdentityOp::Search,
+        known_identities: identities,
+        previous_mpid: None,
+    };
+    let (res, explanation) = resolver.explain_identity(
+        &world,
+        &query,
+        projection.last_time(),
+        &mut idgraph_engine::RandomMpids,
+    );
+    res.map_err(|err| anyhow::anyhow!("{err}"))?;
+    outln!("search in production as of #{seq}");
+    outln!("{explanation}");
     Ok(())
 }
 
@@ -225,30 +285,20 @@ pub(crate) fn what_if(args: WhatIfArgs) -> anyhow::Result<()> {
             .with_context(|| format!("no workspace `{name}` in the configuration"))?,
         None => &config.workspaces[0],
     };
-    let current = &base.workspace.resolver;
-    let strategy = match &args.strategy {
-        Some(name) => idgraph_query::Strategy::from_name(name)
-            .with_context(|| format!("--strategy {name}: unknown strategy"))?,
-        None => current.strategy,
+    let changes = idgraph_engine::whatif::ConfigChanges {
+        strategy: match &args.strategy {
+            Some(name) => Some(
+                idgraph_query::Strategy::from_name(name)
+                    .with_context(|| format!("--strategy {name}: unknown strategy"))?,
+            ),
+            None => None,
+        },
+        priority: args.priority.as_deref().map(types).transpose()?,
+        login: args.login.as_deref().map(types).transpose()?,
+        unique: args.unique.as_deref().map(types).transpose()?,
     };
-    let priority = match &args.priority {
-        Some(names) => types(names)?,
-        None => current.identity_priority.clone(),
-    };
-    let login = match &args.login {
-        Some(names) => types(names)?,
-        None => current.login_ids.iter().collect(),
-    };
-    let unique = match &args.unique {
-        Some(names) => types(names)?,
-        None => current.unique_ids.iter().collect(),
-    };
-    let immutable: Vec<_> =
-        current.immutable_ids.iter().filter(|t| login.contains(t) && unique.contains(t)).collect();
-    let mut alternative =
-        idgraph_query::ResolverConfig::new(strategy, priority, &login, &unique, &immutable)?;
-    alternative.tie_break = current.tie_break;
-    alternative.guardrails = current.guardrails.clone();
+    let alternative = changes.apply_to(&base.workspace.resolver)?;
+    let strategy = alternative.strategy;
     let started = std::time::Instant::now();
     let report = idgraph_engine::whatif::what_if(&log, &base.workspace.name, &alternative)
         .map_err(|err| anyhow::anyhow!("{err}"))?;

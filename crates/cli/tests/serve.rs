@@ -481,6 +481,36 @@ fn audit_endpoints_tell_how_a_profile_became_known() {
         hypothetical["explanation"].as_str().unwrap().contains("login-ID protected"),
         "{hypothetical}"
     );
+    // A search as it would have been answered after entry 1 (the email was not known yet) and
+    // after entry 2.
+    let search =
+        json!({"environment": "production", "known_identities": {"email": "e@example.com"}});
+    let (status, before) = post(&server, "/v1/audit/search?seq=1", &search);
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(
+        (before["as_of_seq"].as_u64(), before["mpid"].as_str()),
+        (Some(1), None),
+        "{before}"
+    );
+    let (status, after) = post(&server, "/v1/audit/search?seq=2", &search);
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["mpid"], mpid.as_str(), "{after}");
+    let (status, both) = post(&server, "/v1/audit/search?seq=1&time=2026-01-01T00:00:00Z", &search);
+    assert_eq!(status, 400, "{both}");
+    // What if the workspace had used profile link: the login would have made a new profile.
+    let (status, report) = post(&server, "/v1/audit/what-if", &json!({"strategy": "profile_link"}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["n_requests"].as_u64(), report["n_different_mpid"].as_u64()),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    let (status, same) = post(&server, "/v1/audit/what-if", &json!({}));
+    assert_eq!((status, same["n_different_mpid"].as_u64()), (200, Some(0)), "{same}");
+    let (status, bad) =
+        post(&server, "/v1/audit/what-if", &json!({"strategy": "merge_everything"}));
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("merge_everything"), "{bad}");
     // Nothing hypothetical was recorded, and the audit needs the secret.
     let metrics = client().get(server.url("/metrics")).send().unwrap().text().unwrap();
     assert!(metrics.contains("idgraph_log_last_seq 2"), "{metrics}");

@@ -4,11 +4,12 @@
 use std::ops::ControlFlow;
 
 use idgraph_log::Log;
+use idgraph_model::IdentityType;
 use idgraph_model::{AdminCorrection, Entry, Event, Mpid, Operation, Outcome, Seq};
 use idgraph_projection::Projection;
 use idgraph_query::{
-    AliasQuery, Answer, Decision, IdentityOp, IdentityQuery, MpidSource, RequestError, Resolver,
-    ResolverConfig, World,
+    AliasQuery, Answer, ConfigError, Decision, IdentityOp, IdentityQuery, MpidSource, RequestError,
+    Resolver, ResolverConfig, Strategy, World,
 };
 
 use crate::EngineError;
@@ -61,6 +62,39 @@ pub struct WhatIfReport {
     pub n_profiles_alternative: u64,
     /// The first differing requests, with explanations.
     pub examples: Vec<WhatIfExample>,
+}
+
+/// Changes to try on a workspace's configuration; `None` keeps the current setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigChanges {
+    /// Another strategy.
+    pub strategy: Option<Strategy>,
+    /// Another identity priority.
+    pub priority: Option<Vec<IdentityType>>,
+    /// Other login ID types.
+    pub login: Option<Vec<IdentityType>>,
+    /// Other unique ID types.
+    pub unique: Option<Vec<IdentityType>>,
+}
+
+impl ConfigChanges {
+    /// `current` with these changes, checked like any configuration. Immutable IDs stay those of
+    /// `current` that are still login and unique IDs; the tie-break and guardrails are kept.
+    pub fn apply_to(&self, current: &ResolverConfig) -> Result<ResolverConfig, ConfigError> {
+        let strategy = self.strategy.unwrap_or(current.strategy);
+        let priority = self.priority.clone().unwrap_or_else(|| current.identity_priority.clone());
+        let login = self.login.clone().unwrap_or_else(|| current.login_ids.iter().collect());
+        let unique = self.unique.clone().unwrap_or_else(|| current.unique_ids.iter().collect());
+        let immutable: Vec<IdentityType> = current
+            .immutable_ids
+            .iter()
+            .filter(|t| login.contains(t) && unique.contains(t))
+            .collect();
+        let mut alternative = ResolverConfig::new(strategy, priority, &login, &unique, &immutable)?;
+        alternative.tie_break = current.tie_break;
+        alternative.guardrails = current.guardrails.clone();
+        Ok(alternative)
+    }
 }
 
 /// Examples kept in a report.

@@ -230,6 +230,8 @@ pub struct Projection {
     /// Events applied by this value since it was created or loaded (a statistic: not part of the
     /// state, the digests or snapshots).
     n_events_applied: u64,
+    /// Whether this is a [`Projection::partial`] fold of chosen entries.
+    partial: bool,
 }
 
 /// [`Projection::apply`] was called with an entry that does not follow the last one.
@@ -246,6 +248,65 @@ impl Projection {
     /// An empty projection (the state before sequence 1).
     pub fn new() -> Projection {
         Projection::default()
+    }
+
+    /// An empty *partial* projection, folded with [`Projection::apply_selected`]: the state of a few
+    /// chosen profiles (and the identities they hold), rebuilt from only the entries that touched
+    /// them, for audit questions about a past point ("MPID X as of sequence N"). Everything it says
+    /// about those profiles equals what a full fold to the same point says; anything else it lacks.
+    /// Its digests do not describe the log.
+    pub fn partial() -> Projection {
+        Projection { partial: true, ..Projection::default() }
+    }
+
+    /// Whether this is a [`Projection::partial`] one.
+    pub fn is_partial(&self) -> bool {
+        self.partial
+    }
+
+    /// Folds the part of entry `seq` that concerns the profiles `keep` accepts, into a
+    /// [`Projection::partial`] projection: events naming only accepted MPIDs, and the outcome's
+    /// "last seen" for an accepted MPID. Sequences must increase; gaps are expected. The caller
+    /// must give every entry that changed an accepted profile (the log's profile index lists
+    /// them), or the state of that profile is incomplete.
+    ///
+    /// # Panics
+    /// On a projection that is not partial: gaps would corrupt a full fold.
+    pub fn apply_selected(
+        &mut self,
+        seq: Seq,
+        entry: &Entry,
+        keep: impl Fn(Mpid) -> bool,
+    ) -> Result<(), OutOfSequence> {
+        assert!(self.partial, "apply_selected folds into a partial projection");
+        if seq <= self.last_seq {
+            return Err(OutOfSequence { last: self.last_seq, given: seq });
+        }
+        self.last_seq = seq;
+        self.last_time = self.last_time.max(entry.recorded_at);
+        let world = self.intern_world(&entry.request.scope, entry.request.environment);
+        for event in &entry.events {
+            let kept = match event {
+                Event::ProfileCreated { mpid }
+                | Event::IdentityAttached { mpid, .. }
+                | Event::IdentityDetached { mpid, .. } => keep(*mpid),
+                Event::AliasRecorded { source, destination, .. } => {
+                    keep(*source) && keep(*destination)
+                }
+            };
+            if kept {
+                self.apply_event(seq, world, entry.recorded_at, event);
+                self.n_events_applied += 1;
+            }
+        }
+        if let Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } = &entry.outcome
+            && keep(*mpid)
+            && let Some(profile) = self.mpid_index.get(mpid).copied()
+        {
+            let profile = &mut self.profiles[profile.0 as usize];
+            profile.last_seen = profile.last_seen.max(entry.recorded_at);
+        }
+        Ok(())
     }
 
     /// Folds one entry. `seq` must be the next sequence. Problems with the entry's data become

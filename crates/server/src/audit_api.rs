@@ -2,17 +2,17 @@
 //! entry or of a hypothetical request, and a profile as of a sequence or time. All need HTTP Basic
 //! or a signature, and answer for the caller's identity scope only.
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use idgraph_engine::whatif::ConfigChanges;
 use idgraph_engine::{Engine, audit};
 use idgraph_model::{Identity, IdentityType, Mpid, Seq, Timestamp};
 use idgraph_query::history::{IdentityHistoryBuilder, ProfileHistoryBuilder};
-use idgraph_query::{IdentityOp, IdentityQuery, Resolver, World};
+use idgraph_query::{Answer, IdentityOp, IdentityQuery, Resolver, Strategy, World};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -71,15 +71,14 @@ pub(crate) async fn profile_history(
     let history = blocking(&state.engine, move |engine| {
         let mut builder = ProfileHistoryBuilder::new(mpid, workspace.workspace.resolver.login_ids);
         let scope = workspace.workspace.scope.clone();
-        engine
-            .log()
-            .scan(Seq::ZERO, |seq, entry| {
-                if entry.request.scope == scope {
-                    builder.feed(seq, &entry);
-                }
-                ControlFlow::Continue(())
-            })
-            .map_err(unavailable)?;
+        let last = engine.log().last_seq();
+        for (seq, entry) in
+            audit::entries_of_profile(engine.log(), mpid, last).map_err(unavailable)?
+        {
+            if entry.request.scope == scope {
+                builder.feed(seq, &entry);
+            }
+        }
         Ok(builder.finish())
     })
     .await?;
@@ -126,15 +125,14 @@ pub(crate) async fn identity_history(
     let identity = Identity::new(identity_type, value);
     let followed = identity.clone();
     let holdings = blocking(&state.engine, move |engine| {
-        let mut builder =
-            IdentityHistoryBuilder::new(followed, Some(workspace.workspace.scope.clone()));
-        engine
-            .log()
-            .scan(Seq::ZERO, |seq, entry| {
-                builder.feed(seq, &entry);
-                ControlFlow::Continue(())
-            })
-            .map_err(unavailable)?;
+        let scope = workspace.workspace.scope.clone();
+        let mut builder = IdentityHistoryBuilder::new(followed.clone(), Some(scope.clone()));
+        let last = engine.log().last_seq();
+        for (seq, entry) in audit::entries_of_identity(engine.log(), &scope, &followed, last)
+            .map_err(unavailable)?
+        {
+            builder.feed(seq, &entry);
+        }
         Ok(builder.finish())
     })
     .await?;
@@ -204,7 +202,33 @@ pub(crate) struct AsOfQuery {
     time: Option<String>,
 }
 
-/// `GET /v1/audit/profiles/{mpid}?seq=N` or `?time=RFC3339`: the profile as it was then.
+impl AsOfQuery {
+    /// The sequence asked for: `seq`, the last entry at or before `time`, or the end of the log.
+    fn resolve(&self, engine: &Engine) -> Result<Seq, ApiError> {
+        match (self.seq, &self.time) {
+            (Some(_), Some(_)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "give `seq` or `time`, not both",
+            )),
+            (Some(seq), None) => Ok(Seq(seq).min(engine.log().last_seq())),
+            (None, Some(text)) => {
+                let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_DATA",
+                        format!("time `{text}` is not RFC 3339 (e.g. 2026-05-01T12:00:00Z)"),
+                    )
+                })?;
+                engine.log().seq_at(Timestamp::from_datetime(time.to_utc())).map_err(unavailable)
+            }
+            (None, None) => Ok(engine.log().last_seq()),
+        }
+    }
+}
+
+/// `GET /v1/audit/profiles/{mpid}?seq=N` or `?time=RFC3339`: the profile as it was then, rebuilt
+/// from the entries that touched it (`audit::profiles_as_of`).
 pub(crate) async fn profile_as_of(
     State(state): State<AppState>,
     Path(mpid): Path<String>,
@@ -215,26 +239,23 @@ pub(crate) async fn profile_as_of(
 ) -> Result<Response, ApiError> {
     admitted(&state, &method, &uri, &headers)?;
     let mpid = mpid_path(&mpid)?;
-    let time = match &query.time {
-        Some(text) => Some(chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_DATA",
-                format!("time `{text}` is not RFC 3339"),
-            )
-        })?),
-        None => None,
-    };
-    let seq = query.seq;
     let (as_of, profile) = blocking(&state.engine, move |engine| {
-        let (as_of, projection) = match (seq, time) {
-            (Some(seq), _) => (Seq(seq), audit::projection_as_of(engine.log(), Seq(seq)).map_err(unavailable)?),
-            (None, Some(time)) => audit::projection_at_time(engine.log(), Timestamp::from_datetime(time.to_utc())).map_err(unavailable)?,
-            (None, None) => (engine.log().last_seq(), audit::projection_as_of(engine.log(), engine.log().last_seq()).map_err(unavailable)?),
-        };
+        let as_of = query.resolve(engine)?;
+        let projection =
+            audit::profiles_as_of(engine.log(), &[mpid], as_of).map_err(unavailable)?;
         let profile = projection.profile_id(mpid).map(|id| {
             let view = projection.profile(id);
-            json!({"created": view.created.to_string(), "last_seen": view.last_seen.to_string(), "identities": identities_json(&projection.identities_of_sorted(id))})
+            let aliases: Vec<Value> = projection
+                .aliases_from(mpid)
+                .iter()
+                .map(|a| json!({"destination": a.destination.to_string(), "seq": a.seq.0}))
+                .collect();
+            json!({
+                "created": view.created.to_string(),
+                "last_seen": view.last_seen.to_string(),
+                "identities": identities_json(&projection.identities_of_sorted(id)),
+                "aliased_to": aliases,
+            })
         });
         Ok((as_of, profile))
     })
@@ -251,6 +272,136 @@ pub(crate) async fn profile_as_of(
             format!("MPID {mpid} did not exist as of sequence {as_of}"),
         )),
     }
+}
+
+/// `POST /v1/audit/search?seq=N` or `?time=RFC3339`: a search as it would have been answered
+/// then, with its explanation, from the profiles that held the identities sent
+/// (`audit::lookup_as_of`).
+pub(crate) async fn search_as_of(
+    State(state): State<AppState>,
+    Query(query): Query<AsOfQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?.clone();
+    let (environment, _, known_identities) = parse_json::<IdentityBody>(&bytes)?.into_parts()?;
+    let (as_of, answer, text) = blocking(&state.engine, move |engine| {
+        let as_of = query.resolve(engine)?;
+        let scope = &workspace.workspace.scope;
+        let projection = audit::lookup_as_of(engine.log(), scope, &known_identities, None, as_of)
+            .map_err(unavailable)?;
+        let resolver = Resolver { projection: &projection, config: &workspace.workspace.resolver };
+        let world = World { scope: scope.clone(), environment };
+        let query = IdentityQuery { op: IdentityOp::Search, known_identities, previous_mpid: None };
+        let mut placeholder = idgraph_engine::RandomMpids;
+        let (res, explanation) =
+            resolver.explain_identity(&world, &query, projection.last_time(), &mut placeholder);
+        let decision =
+            res.map_err(|err| ApiError::from(idgraph_engine::EngineError::Request(err)))?;
+        Ok((as_of, decision.answer, explanation.to_string()))
+    })
+    .await?;
+    let (mpid, matched) = match answer {
+        Answer::Resolved(answer) => {
+            (Some(answer.mpid.to_string()), identities_json(&answer.matched_identities))
+        }
+        _ => (None, Value::Array(Vec::new())),
+    };
+    let body = json!({"as_of_seq": as_of.0, "mpid": mpid, "matched_identities": matched, "explanation": text});
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// The body of `POST /v1/audit/what-if`: changes to the caller's configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhatIfBody {
+    strategy: Option<String>,
+    identity_priority: Option<Vec<String>>,
+    login_ids: Option<Vec<String>>,
+    unique_ids: Option<Vec<String>>,
+}
+
+fn types_field(
+    field: &str,
+    names: Option<Vec<String>>,
+) -> Result<Option<Vec<IdentityType>>, ApiError> {
+    let Some(names) = names else { return Ok(None) };
+    names
+        .iter()
+        .map(|name| {
+            name.parse().map_err(|err| {
+                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_DATA", format!("{field}: {err}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// `POST /v1/audit/what-if`: re-decides every recorded request of the caller's workspace under its
+/// configuration with the changes given, and reports what would differ (`idgraph what-if`).
+/// Reads the whole log: seconds per million entries.
+pub(crate) async fn what_if(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, body).await?;
+    let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?.clone();
+    let parsed: WhatIfBody = parse_json(&bytes)?;
+    let strategy = match parsed.strategy.as_deref() {
+        None => None,
+        Some(name) => Some(Strategy::from_name(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                format!(
+                    "strategy `{name}`: expected one of {}",
+                    Strategy::ALL.map(|s| s.name()).join(", ")
+                ),
+            )
+        })?),
+    };
+    let changes = ConfigChanges {
+        strategy,
+        priority: types_field("identity_priority", parsed.identity_priority)?,
+        login: types_field("login_ids", parsed.login_ids)?,
+        unique: types_field("unique_ids", parsed.unique_ids)?,
+    };
+    let alternative = changes
+        .apply_to(&workspace.workspace.resolver)
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_DATA", err.to_string()))?;
+    let name = workspace.workspace.name.clone();
+    let started = std::time::Instant::now();
+    let report = blocking(&state.engine, move |engine| {
+        idgraph_engine::whatif::what_if(engine.log(), &name, &alternative).map_err(unavailable)
+    })
+    .await?;
+    let examples: Vec<Value> = report
+        .examples
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq.0, "operation": e.operation, "recorded_mpid": e.recorded.to_string(),
+                "alternative_mpid": e.alternative.map(|m| m.to_string()), "explanation": e.explanation,
+            })
+        })
+        .collect();
+    let body = json!({
+        "workspace": workspace.workspace.name,
+        "n_requests": report.n_requests,
+        "n_different_mpid": report.n_different_mpid,
+        "n_rejected": report.n_rejected,
+        "n_profiles_recorded": report.n_profiles_recorded,
+        "n_profiles_alternative": report.n_profiles_alternative,
+        "seconds": started.elapsed().as_secs_f64(),
+        "examples": examples,
+    });
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
 /// An identify-shaped body with the operation to explain.

@@ -98,6 +98,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/admin/{mpid}/{action}", post(api::admin))
         .route("/v1/events", get(api::events))
         .route("/v1/audit/profiles/{mpid}", get(audit_api::profile_as_of))
+        .route("/v1/audit/search", post(audit_api::search_as_of))
+        .route("/v1/audit/what-if", post(audit_api::what_if))
         .route("/v1/audit/profiles/{mpid}/history", get(audit_api::profile_history))
         .route(
             "/v1/audit/identities/{identity_type}/{value}/history",
@@ -246,4 +248,30 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route the router serves is described in `docs/openapi.json` (with its method).
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let document: serde_json::Value = serde_json::from_str(super::OPENAPI_JSON).unwrap();
+        let source = include_str!("lib.rs");
+        let mut n_routes = 0;
+        for (idx, _) in source.match_indices(".route(") {
+            let rest = &source[idx..];
+            let path = rest.split('"').nth(1).unwrap();
+            let method = ["get", "post"]
+                .into_iter()
+                .min_by_key(|m| rest.find(&format!("{m}(")).unwrap_or(usize::MAX))
+                .unwrap();
+            if path == "/v1/identity/{api_key}/Alias" || !path.starts_with('/') {
+                continue; // The SDKs' capitalised alias path; the same as the lower-case one.
+            }
+            let described = &document["paths"][path][method];
+            assert!(described.is_object(), "{method} {path} is not in docs/openapi.json");
+            n_routes += 1;
+        }
+        assert!(n_routes > 15, "found {n_routes} routes");
+    }
 }
