@@ -3,6 +3,7 @@
 //! concurrent clients; report throughput, latency percentiles (HDR histogram), errors, peak RSS,
 //! log size on disk and bytes per identity. Without arguments it runs a small standard suite.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub(crate) struct BenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// In-process: each client sends up to this many consecutive requests as one pipelined batch
+    /// (`Engine::handle_batch`: one lock, one wait for durability) and gets every answer when the
+    /// batch is durable. A batch ends early at a request that needs an answer from the same batch.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Benchmark an HTTP endpoint (e.g. http://127.0.0.1:8080) instead of the in-process engine.
     #[arg(long)]
     url: Option<String>,
@@ -66,6 +72,8 @@ struct Report {
     skipped: u64,
     seconds: f64,
     latency: Histogram<u64>,
+    /// References sent unresolved: the referenced line was still in flight.
+    unresolved: u64,
     peak_rss_bytes: Option<u64>,
     log_bytes: Option<u64>,
     bytes_per_identity: Option<f64>,
@@ -76,7 +84,7 @@ impl Report {
         let q = |q: f64| self.latency.value_at_quantile(q);
         serde_json::json!({
             "name": self.name, "requests": self.requests, "errors": self.errors, "rejected": self.rejected,
-            "skipped": self.skipped, "seconds": self.seconds,
+            "skipped": self.skipped, "unresolved_references": self.unresolved, "seconds": self.seconds,
             "requests_per_second": self.requests as f64 / self.seconds,
             "latency_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": self.latency.max()},
             "peak_rss_bytes": self.peak_rss_bytes, "log_bytes": self.log_bytes, "bytes_per_identity": self.bytes_per_identity,
@@ -112,10 +120,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     if suite {
         // The standard suite: small enough for a newcomer to see numbers in under a minute.
-        for clients in [1, 16, 64] {
-            let mut run_args = BenchArgs { requests: Some(50_000), clients, ..args_clone(&args) };
+        for (clients, pipeline) in [(1, 1), (16, 1), (64, 1), (4, 256)] {
+            let requests = Some(if pipeline > 1 { 500_000 } else { 50_000 });
+            let mut run_args = BenchArgs { requests, clients, pipeline, ..args_clone(&args) };
             run_args.quiet = true;
-            reports.push(run_once(&run_args, format!("in-process durable, {clients} clients"))?);
+            reports.push(run_once(&run_args, run_name(&run_args))?);
             if !args.json {
                 if reports.len() == 1 {
                     outln!("{HEADER}");
@@ -124,10 +133,25 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     } else {
-        let target = if args.url.is_some() { "http" } else { "in-process durable" };
-        reports.push(run_once(&args, format!("{target}, {} clients", args.clients))?);
+        anyhow::ensure!(
+            args.pipeline >= 1 && (args.pipeline == 1 || args.url.is_none()),
+            "--pipeline: at least 1, and only for the in-process engine"
+        );
+        reports.push(run_once(&args, run_name(&args))?);
         if !args.json {
             outln!("{HEADER}\n{}", reports[0].row());
+        }
+    }
+    if !args.json {
+        for report in reports.iter().filter(|r| r.unresolved + r.skipped + r.rejected > 0) {
+            outln!(
+                "{}: {} rejected (4xx), {} modify skipped and {} references sent unresolved \
+                 (their line was still in flight)",
+                report.name,
+                report.rejected,
+                report.skipped,
+                report.unresolved
+            );
         }
     }
     if args.json {
@@ -137,6 +161,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_name(args: &BenchArgs) -> String {
+    let target = if args.url.is_some() { "http" } else { "in-process durable" };
+    match args.pipeline {
+        1 => format!("{target}, {} clients", args.clients),
+        n => format!("{target}, {} clients x {n} pipelined", args.clients),
+    }
+}
+
 fn args_clone(args: &BenchArgs) -> BenchArgs {
     BenchArgs {
         workload: args.workload.clone(),
@@ -144,6 +176,7 @@ fn args_clone(args: &BenchArgs) -> BenchArgs {
         users: args.users,
         seed: args.seed,
         clients: args.clients,
+        pipeline: args.pipeline,
         url: args.url.clone(),
         api_key: args.api_key.clone(),
         api_secret: args.api_secret.clone(),
@@ -153,8 +186,61 @@ fn args_clone(args: &BenchArgs) -> BenchArgs {
     }
 }
 
-/// Requests in order, shared by the clients: each takes the next line under a lock.
+/// Requests in order, shared by the clients: each takes the next lines under a lock.
 type Source = Box<dyn Iterator<Item = anyhow::Result<WorkloadRequest>> + Send>;
+
+/// The shared source, and the lines held back for the next chunk.
+struct Shared {
+    requests: Source,
+    /// The last line number taken from `requests`.
+    line: u64,
+    /// Lines taken but not sent yet, in line order: each references a line of the chunk that was
+    /// being built when it was taken.
+    held: VecDeque<(u64, WorkloadRequest)>,
+}
+
+/// Most lines held back at once; past it, chunks are cut short.
+const HELD_MAX: usize = 4_096;
+
+/// The next up-to-`n_max` lines, with their line numbers (empty: the workload is finished). A
+/// chunk never holds a request together with a line it references (that answer cannot be known
+/// when the chunk is sent): such a request waits for the next chunk. A reference to a line another
+/// client still has in flight is sent unresolved, as a device that has not heard back yet would
+/// (counted in the report); with one client and no pipeline, every reference is resolved.
+fn next_chunk(source: &Mutex<Shared>, n_max: usize) -> anyhow::Result<Vec<(u64, WorkloadRequest)>> {
+    let mut shared = source.lock().unwrap_or_else(|p| p.into_inner());
+    let Shared { requests, line, held } = &mut *shared;
+    let mut chunk: Vec<(u64, WorkloadRequest)> = Vec::with_capacity(n_max);
+    let mut lines = BTreeSet::new();
+    let mut deferred = VecDeque::new();
+    let refers_to_chunk = |request: &WorkloadRequest, lines: &BTreeSet<u64>| {
+        request.references().any(|r| lines.contains(&r.line))
+    };
+    while chunk.len() < n_max {
+        let Some((held_line, request)) = held.pop_front() else { break };
+        if refers_to_chunk(&request, &lines) {
+            deferred.push_back((held_line, request));
+        } else {
+            lines.insert(held_line);
+            chunk.push((held_line, request));
+        }
+    }
+    while chunk.len() < n_max && held.len() + deferred.len() < HELD_MAX {
+        let Some(request) = requests.next() else { break };
+        *line += 1;
+        let request = request?;
+        if refers_to_chunk(&request, &lines) {
+            deferred.push_back((*line, request));
+        } else {
+            lines.insert(*line);
+            chunk.push((*line, request));
+        }
+    }
+    // Deferred lines go before the rest of the held ones: they are older.
+    deferred.extend(held.drain(..));
+    *held = deferred;
+    Ok(chunk)
+}
 
 fn source(args: &BenchArgs) -> anyhow::Result<(Source, Option<u64>)> {
     match &args.workload {
@@ -181,21 +267,40 @@ fn source(args: &BenchArgs) -> anyhow::Result<(Source, Option<u64>)> {
 }
 
 /// The MPID each line got, for `{"ref": line}` references; lines finish out of order.
-struct Book(Mutex<Vec<i64>>);
+struct Book {
+    /// By line: the MPID answered, 0 for an answer without one, [`UNANSWERED`] for none yet.
+    results: Mutex<Vec<i64>>,
+    /// References resolved before the referenced line was answered (sent unresolved).
+    n_unresolved: AtomicU64,
+}
+
+/// A line not answered yet (never a valid MPID answer: MPIDs are drawn as positive).
+const UNANSWERED: i64 = i64::MIN;
 
 impl Book {
+    fn new() -> Book {
+        Book { results: Mutex::new(Vec::new()), n_unresolved: AtomicU64::new(0) }
+    }
+
     fn record(&self, line: u64, mpid: Option<Mpid>) {
-        let mut results = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
         let idx = line as usize;
         if results.len() <= idx {
-            results.resize(idx + 1, 0);
+            results.resize(idx + 1, UNANSWERED);
         }
         results[idx] = mpid.map_or(0, Mpid::get);
     }
 
     fn resolve(&self, reference: Option<LineRef>) -> Option<Mpid> {
-        let results = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Mpid::new(*results.get(reference?.line as usize)?)
+        let line = reference?.line as usize;
+        let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        match results.get(line).copied().unwrap_or(UNANSWERED) {
+            UNANSWERED => {
+                self.n_unresolved.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            mpid => Mpid::new(mpid),
+        }
     }
 }
 
@@ -221,8 +326,8 @@ fn bench_config() -> ResolverConfig {
 
 fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
     let (source, total) = source(args)?;
-    let source = Mutex::new((source, 0u64));
-    let book = Book(Mutex::new(Vec::new()));
+    let source = Mutex::new(Shared { requests: source, line: 0, held: VecDeque::new() });
+    let book = Book::new();
     let temp = tempfile_dir(args)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.clone());
     let engine = match &args.url {
@@ -256,17 +361,9 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
                         (reqwest::blocking::Client::new(), url.trim_end_matches('/').to_owned())
                     });
                     loop {
-                        let next = {
-                            let mut guard = source.lock().unwrap_or_else(|p| p.into_inner());
-                            let (iter, line) = &mut *guard;
-                            iter.next().map(|item| {
-                                *line += 1;
-                                (*line, item)
-                            })
-                        };
-                        let Some((line, item)) = next else { break };
-                        let request = match item {
-                            Ok(request) => request,
+                        let chunk = match next_chunk(&source, args.pipeline.max(1)) {
+                            Ok(chunk) if chunk.is_empty() => break,
+                            Ok(chunk) => chunk,
                             Err(err) => {
                                 failure
                                     .lock()
@@ -276,30 +373,37 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
                             }
                         };
                         let sent = Instant::now();
-                        let outcome = match (&engine, &http) {
-                            (Some(engine), _) => in_process(engine, &book, &request),
-                            (None, Some((client, url))) => {
-                                over_http(client, url, args, &book, &request)
+                        let outcomes = match (&engine, &http) {
+                            (Some(engine), _) if chunk.len() == 1 => {
+                                vec![in_process(engine, &book, &chunk[0].1)]
                             }
+                            (Some(engine), _) => in_process_batch(engine, &book, &chunk),
+                            (None, Some((client, url))) => chunk
+                                .iter()
+                                .map(|(_, request)| over_http(client, url, args, &book, request))
+                                .collect(),
                             (None, None) => unreachable!("one backend is set"),
                         };
-                        histogram.saturating_record(sent.elapsed().as_micros().max(1) as u64);
-                        let (counter, mpid) = match outcome {
-                            Outcome::Answered(mpid) => (0, mpid),
-                            Outcome::Rejected => (1, None),
-                            Outcome::Skipped => (2, None),
-                            Outcome::Failed(message) => {
-                                failure
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(message);
-                                (3, None)
+                        let micros = sent.elapsed().as_micros().max(1) as u64;
+                        for ((line, _), outcome) in chunk.iter().zip(outcomes) {
+                            histogram.saturating_record(micros);
+                            let (counter, mpid) = match outcome {
+                                Outcome::Answered(mpid) => (0, mpid),
+                                Outcome::Rejected => (1, None),
+                                Outcome::Skipped => (2, None),
+                                Outcome::Failed(message) => {
+                                    failure
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .get_or_insert(message);
+                                    (3, None)
+                                }
+                            };
+                            counters[counter].fetch_add(1, Ordering::Relaxed);
+                            book.record(*line, mpid);
+                            if line % 1024 == 0 {
+                                progress.set_position(*line);
                             }
-                        };
-                        counters[counter].fetch_add(1, Ordering::Relaxed);
-                        book.record(line, mpid);
-                        if line % 1024 == 0 {
-                            progress.set_position(line);
                         }
                     }
                     histogram
@@ -339,6 +443,7 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
         skipped,
         seconds,
         latency,
+        unresolved: book.n_unresolved.load(Ordering::Relaxed),
         peak_rss_bytes: peak_rss(),
         log_bytes,
         bytes_per_identity,
@@ -357,17 +462,47 @@ fn tempfile_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn in_process(engine: &Engine, book: &Book, request: &WorkloadRequest) -> Outcome {
-    let meta = RequestMeta {
+/// Sends a chunk as one [`Engine::handle_batch`].
+fn in_process_batch(
+    engine: &Engine,
+    book: &Book,
+    chunk: &[(u64, WorkloadRequest)],
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(chunk.len());
+    let mut batch = Vec::with_capacity(chunk.len());
+    for (_, request) in chunk {
+        match command_of(book, request) {
+            Some(command) => {
+                batch.push((meta_of(request), command));
+                outcomes.push(None);
+            }
+            None => outcomes.push(Some(Outcome::Skipped)),
+        }
+    }
+    let mut answers = engine.handle_batch(batch).into_iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| outcome_of(answers.next().expect("one answer per request")))
+        })
+        .collect()
+}
+
+fn meta_of(request: &WorkloadRequest) -> RequestMeta {
+    RequestMeta {
         workspace: "bench".into(),
         environment: request.environment,
         request_id: Some(request.request_id.clone()),
-    };
-    let command = match request.op {
-        Op::Modify => {
-            let Some(mpid) = book.resolve(request.mpid) else { return Outcome::Skipped };
-            Command::Modify { mpid, identity_changes: request.identity_changes.clone() }
-        }
+    }
+}
+
+/// The engine command of a request, or `None` when it needs an MPID the book does not have.
+fn command_of(book: &Book, request: &WorkloadRequest) -> Option<Command> {
+    Some(match request.op {
+        Op::Modify => Command::Modify {
+            mpid: book.resolve(request.mpid)?,
+            identity_changes: request.identity_changes.clone(),
+        },
         op => {
             let op = match op {
                 Op::Identify => IdentityOp::Identify,
@@ -381,13 +516,21 @@ fn in_process(engine: &Engine, book: &Book, request: &WorkloadRequest) -> Outcom
                 previous_mpid: book.resolve(request.previous_mpid),
             })
         }
-    };
-    match engine.handle(&meta, command) {
+    })
+}
+
+fn outcome_of(answer: Result<Answer, EngineError>) -> Outcome {
+    match answer {
         Ok(Answer::Resolved(answer)) => Outcome::Answered(Some(answer.mpid)),
         Ok(_) => Outcome::Answered(None),
         Err(EngineError::Request(_)) => Outcome::Rejected,
         Err(err) => Outcome::Failed(err.to_string()),
     }
+}
+
+fn in_process(engine: &Engine, book: &Book, request: &WorkloadRequest) -> Outcome {
+    let Some(command) = command_of(book, request) else { return Outcome::Skipped };
+    outcome_of(engine.handle(&meta_of(request), command))
 }
 
 fn over_http(

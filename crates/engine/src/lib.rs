@@ -31,7 +31,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use idgraph_log::{Durability, Log};
+use idgraph_log::{Durability, Log, Pending};
 use idgraph_model::{
     AdminCorrection, Entry, Environment, IdentityChange, IdentityRequest, Mpid, Operation, Request,
     Seq, Timestamp,
@@ -231,28 +231,123 @@ impl Engine {
 
     /// Handles one request: decide, record, apply, answer.
     pub fn handle(&self, meta: &RequestMeta, command: Command) -> Result<Answer, EngineError> {
-        let workspace = self
-            .workspaces
-            .get(&meta.workspace)
-            .ok_or_else(|| EngineError::UnknownWorkspace(meta.workspace.clone()))?;
-        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        let workspace = self.workspace_of(meta)?;
         if let Command::Identity(query) = &command
             && query.op == IdentityOp::Search
         {
-            let state = self.read_state();
-            let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
-            // Search draws no MPID and records nothing.
-            let decision =
-                resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids)?;
-            return Ok(decision.answer);
+            return self.search(workspace, meta, query);
         }
         self.check_poisoned()?;
         let mut state = self.write_state();
+        let (answer, pending) = self.decide_and_apply(&mut state, workspace, meta, command)?;
+        drop(state);
+        if let Some(pending) = pending {
+            self.log.wait(pending).map_err(|err| self.poison(err.to_string()))?;
+        }
+        Ok(answer)
+    }
+
+    /// Handles several requests in order, as if each were [`Engine::handle`]d right after the
+    /// previous one, under one acquisition of the write lock and one wait for durability: a client
+    /// that pipelines its requests pays one group commit per batch instead of one per request.
+    /// Each request gets its own answer or error; no answer is returned before every entry of the
+    /// batch that changed state is durable.
+    pub fn handle_batch(
+        &self,
+        requests: Vec<(RequestMeta, Command)>,
+    ) -> Vec<Result<Answer, EngineError>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut last_pending: Option<Pending> = None;
+        if let Err(err) = self.check_poisoned() {
+            return requests.iter().map(|_| Err(err.clone())).collect();
+        }
+        let mut state = self.write_state();
+        for (meta, command) in requests {
+            let workspace = match self.workspace_of(&meta) {
+                Ok(workspace) => workspace,
+                Err(err) => {
+                    answers.push(Err(err));
+                    continue;
+                }
+            };
+            if let Command::Identity(query) = &command
+                && query.op == IdentityOp::Search
+            {
+                let resolver =
+                    Resolver { projection: &state.projection, config: &workspace.resolver };
+                let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+                let decision =
+                    resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids);
+                answers.push(decision.map(|d| d.answer).map_err(EngineError::from));
+                continue;
+            }
+            match self.decide_and_apply(&mut state, workspace, &meta, command) {
+                Ok((answer, pending)) => {
+                    answers.push(Ok(answer));
+                    if let Some(pending) = pending {
+                        let durability = match &last_pending {
+                            Some(last) if last.durability == Durability::Synced => {
+                                Durability::Synced
+                            }
+                            _ => pending.durability,
+                        };
+                        last_pending = Some(Pending { durability, ..pending });
+                    }
+                }
+                Err(err) => answers.push(Err(err)),
+            }
+        }
+        drop(state);
+        // Entries are written in sequence order, so waiting for the last covers them all.
+        if let Some(pending) = last_pending
+            && let Err(err) = self.log.wait(pending)
+        {
+            let err = self.poison(err.to_string());
+            for answer in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err(err.clone());
+                }
+            }
+        }
+        answers
+    }
+
+    fn workspace_of(&self, meta: &RequestMeta) -> Result<&Workspace, EngineError> {
+        self.workspaces
+            .get(&meta.workspace)
+            .ok_or_else(|| EngineError::UnknownWorkspace(meta.workspace.clone()))
+    }
+
+    fn search(
+        &self,
+        workspace: &Workspace,
+        meta: &RequestMeta,
+        query: &IdentityQuery,
+    ) -> Result<Answer, EngineError> {
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        let state = self.read_state();
+        let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
+        // Search draws no MPID and records nothing.
+        let decision =
+            resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids)?;
+        Ok(decision.answer)
+    }
+
+    /// Decides one recorded request under the write lock, queues its entry and applies it; the
+    /// caller waits for the returned [`Pending`] (if any) after releasing the lock.
+    fn decide_and_apply(
+        &self,
+        state: &mut State,
+        workspace: &Workspace,
+        meta: &RequestMeta,
+        command: Command,
+    ) -> Result<(Answer, Option<Pending>), EngineError> {
         if let Some(answer) =
             meta.request_id.as_deref().and_then(|id| state.recent.get(&meta.workspace, id))
         {
-            return Ok(answer.clone());
+            return Ok((answer.clone(), None));
         }
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
         let now = self.clock.now().max(state.projection.last_time());
         let decision = {
             let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
@@ -301,9 +396,7 @@ impl Engine {
         if let Some(request_id) = &meta.request_id {
             state.recent.insert(&meta.workspace, request_id, entry.recorded_at, answer.clone());
         }
-        drop(state);
-        self.log.wait(pending).map_err(|err| self.poison(err.to_string()))?;
-        Ok(answer)
+        Ok((answer, Some(pending)))
     }
 
     fn check_poisoned(&self) -> Result<(), EngineError> {
