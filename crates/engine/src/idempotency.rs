@@ -16,6 +16,16 @@ use crate::answer::answer_of;
 /// memory a flood of unique ids can take.
 pub const IDEMPOTENCY_IDS_MAX: usize = 1_000_000;
 
+/// A borrowed (workspace, request id) key: hashes like the owned tuple, so lookups allocate nothing.
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<(String, String)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct IdempotencyIndex {
     window_micros: i64,
@@ -53,8 +63,7 @@ impl IdempotencyIndex {
     }
 
     pub(crate) fn get(&self, workspace: &str, request_id: &str) -> Option<&Answer> {
-        // The key is owned; building it costs two small allocations per request with an id.
-        self.answers.get(&(workspace.to_owned(), request_id.to_owned()))
+        self.answers.get(&KeyRef(workspace, request_id))
     }
 
     pub(crate) fn insert(

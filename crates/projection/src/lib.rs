@@ -505,7 +505,7 @@ impl Projection {
     fn identity_types_of(&self, profile: ProfileId) -> IdentityTypeSet {
         self.identities_of(profile)
             .iter()
-            .map(|id| self.interner.resolve(*id).identity_type)
+            .map(|id| self.interner.identity_type(*id))
             .collect()
     }
 
@@ -567,6 +567,11 @@ impl Projection {
         value: &str,
     ) -> Option<IdentityId> {
         self.interner.get(Key { world, identity_type, value })
+    }
+
+    /// The type of an identity (cheaper than [`Projection::identity`]: the value is not read).
+    pub fn identity_type(&self, id: IdentityId) -> IdentityType {
+        self.interner.identity_type(id)
     }
 
     /// The type and value of an identity.

@@ -417,7 +417,7 @@ fn attachable(
     let n_of_type = projection
         .identities_of(profile)
         .iter()
-        .filter(|id| projection.identity(**id).0 == identity_type)
+        .filter(|id| projection.identity_type(**id) == identity_type)
         .count();
     n_of_type < config.guardrails.identities_per_type_max as usize
 }
