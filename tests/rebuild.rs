@@ -47,6 +47,14 @@ fn a_rebuilt_projection_equals_the_live_one_after_100k_entries() {
     assert_eq!(rebuilt.content_digest(), live.content_digest());
     assert_eq!(rebuilt.to_snapshot(), live.to_snapshot(), "full contents are equal");
     assert!(live.n_profiles() > 30_000 && !live.aliases().is_empty());
+
+    // Replay as the engine does it: borrowed views on one thread, and two threads.
+    for replay in [idgraph::engine::replay_until_on_one_thread, idgraph::engine::replay_until] {
+        let mut replayed = Projection::new();
+        replay(&log, &mut replayed, Seq(u64::MAX), &mut |_| {}).unwrap();
+        assert_eq!(replayed.running_digest(), live.running_digest());
+        assert_eq!(replayed.to_snapshot(), live.to_snapshot(), "full contents are equal");
+    }
 }
 
 #[test]

@@ -86,6 +86,9 @@ enum Command {
         /// Stop after this sequence, or after the last entry at or before this RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
+        /// Threads: 2 (one decoding, one folding) or 1 (everything on one core).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+        threads: u8,
     },
 }
 
@@ -113,8 +116,8 @@ fn main() -> ExitCode {
         Command::WhatIf(args) => audit_cmd::what_if(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Demo { data_dir } => demo::run(&data_dir_arg(data_dir)),
-        Command::Replay { data_dir, full, until } => {
-            replay::run(&data_dir_arg(data_dir), full, until)
+        Command::Replay { data_dir, full, until, threads } => {
+            replay::run(&data_dir_arg(data_dir), full, until, threads)
         }
     };
     match res {

@@ -1,4 +1,5 @@
-//! `idgraph replay`: rebuild the projection from the log (one thread decoding, one folding),
+//! `idgraph replay`: rebuild the projection from the log (one thread decoding, one folding; or
+//! `--threads 1`),
 //! compare it with what loading (snapshot + tail) gives, and report the digests and throughput.
 
 use std::path::Path;
@@ -9,7 +10,12 @@ use idgraph_log::Log;
 use idgraph_model::{Seq, Timestamp};
 use idgraph_projection::Projection;
 
-pub(crate) fn run(data_dir: &Path, full: bool, until: Option<String>) -> anyhow::Result<()> {
+pub(crate) fn run(
+    data_dir: &Path,
+    full: bool,
+    until: Option<String>,
+    threads: u8,
+) -> anyhow::Result<()> {
     let log = Log::open(data_dir.join("log"))
         .with_context(|| format!("cannot open {}", data_dir.display()))?;
     let until = match until.as_deref() {
@@ -33,9 +39,12 @@ pub(crate) fn run(data_dir: &Path, full: bool, until: Option<String>) -> anyhow:
     );
     let started = Instant::now();
     let mut projection = Projection::new();
-    idgraph_engine::replay_until(&log, &mut projection, until, &mut |seq| {
-        progress.set_position(seq.0)
-    })?;
+    let replay = if threads == 1 {
+        idgraph_engine::replay_until_on_one_thread
+    } else {
+        idgraph_engine::replay_until
+    };
+    replay(&log, &mut projection, until, &mut |seq| progress.set_position(seq.0))?;
     progress.finish_and_clear();
     let n_events = projection.n_events_applied();
     let elapsed = started.elapsed().as_secs_f64();

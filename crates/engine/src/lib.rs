@@ -567,6 +567,38 @@ pub fn replay_until(
     })
 }
 
+/// [`replay_until`] on the calling thread alone: scan, checksum, decode and fold in turn, for
+/// machines with one core to spare (and to measure replay on one core).
+pub fn replay_until_on_one_thread(
+    log: &Log,
+    projection: &mut Projection,
+    until: Seq,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<u64, EngineError> {
+    let mut n_replayed = 0u64;
+    let mut failure = None;
+    // Borrowed views: strings stay in the stored record, nothing is copied per entry.
+    log.scan_views(projection.last_seq().next(), |seq, entry| {
+        if seq > until {
+            return ControlFlow::Break(());
+        }
+        if let Err(err) = projection.apply_view(seq, entry) {
+            failure = Some(err.to_string());
+            return ControlFlow::Break(());
+        }
+        n_replayed += 1;
+        if n_replayed.is_multiple_of(REPLAY_BATCH_ENTRIES as u64) {
+            progress(seq);
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|err| EngineError::Unavailable(err.to_string()))?;
+    match failure {
+        Some(reason) => Err(EngineError::Unavailable(reason)),
+        None => Ok(n_replayed),
+    }
+}
+
 /// Loads the newest snapshot that verifies and folds the log after it; a bad snapshot is discarded
 /// (reported) and the next older one, or a full replay, is used instead.
 pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineError> {

@@ -4,7 +4,7 @@
 //! crate is unmaintained (RUSTSEC-2025-0141). `docs/adr/0001-event-encoding.md` records the decision
 //! and the exit: a new codec gets a new id, and records keep saying which codec wrote them.
 
-use idgraph_model::Entry;
+use idgraph_model::{Entry, EntryView};
 
 use crate::limits::ENTRY_PAYLOAD_BYTES_MAX;
 
@@ -33,6 +33,17 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
     Ok(entry)
 }
 
+/// Decodes a borrowed view of an entry (strings point into `payload`), rejecting trailing bytes.
+pub(crate) fn decode_view(payload: &[u8]) -> Result<EntryView<'_>, String> {
+    let (view, n_read): (EntryView<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(payload, config())
+            .map_err(|err| err.to_string())?;
+    if n_read != payload.len() {
+        return Err(format!("{} trailing bytes after the entry", payload.len() - n_read));
+    }
+    Ok(view)
+}
+
 #[cfg(test)]
 mod tests {
     use idgraph_model::arbitrary;
@@ -45,6 +56,20 @@ mod tests {
         fn every_entry_round_trips(entry in arbitrary::entry()) {
             let bytes = encode(&entry).unwrap();
             prop_assert_eq!(decode(&bytes).unwrap(), entry);
+        }
+
+        /// The view mirrors the schema: it consumes exactly the bytes of every entry and keeps
+        /// what the owned decoding says.
+        #[test]
+        fn every_entry_decodes_as_an_agreeing_view(entry in arbitrary::entry()) {
+            let bytes = encode(&entry).unwrap();
+            let view = decode_view(&bytes).unwrap();
+            prop_assert!(view.agrees_with(&entry), "{view:?}\n{entry:?}");
+        }
+
+        #[test]
+        fn decoding_garbage_as_a_view_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_view(&bytes);
         }
 
         #[test]

@@ -43,7 +43,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use idgraph_model::{Entry, Seq, Timestamp};
+use idgraph_model::{Entry, EntryView, Seq, Timestamp};
 
 pub use crate::error::{Error, Result};
 pub use crate::index::{IndexKey, index_keys};
@@ -432,6 +432,21 @@ impl Log {
         from: Seq,
         mut visit: impl FnMut(Seq, Entry) -> ControlFlow<()>,
     ) -> Result<()> {
+        self.scan_records(from, &mut |seq, bytes| decode_record(seq, bytes).map(|e| visit(seq, e)))
+    }
+
+    /// [`Log::scan`] with borrowed views ([`EntryView`]: strings point into the stored record,
+    /// the operation's arguments are skipped): what replay folds, with no allocation per string.
+    pub fn scan_views(
+        &self,
+        from: Seq,
+        mut visit: impl FnMut(Seq, &EntryView<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        self.scan_records(from, &mut |seq, bytes| decode_view(seq, bytes).map(|v| visit(seq, &v)))
+    }
+
+    /// Checks sequence continuity and hands each stored record to `decode_and_visit`.
+    fn scan_records(&self, from: Seq, decode_and_visit: &mut DecodeAndVisit<'_>) -> Result<()> {
         let mut expected = from.max(Seq(1));
         let mut failure = None;
         let res = self.storage.scan(from, &mut |seq, bytes| {
@@ -440,8 +455,8 @@ impl Log {
                 return ControlFlow::Break(());
             }
             expected = seq.next();
-            match decode_record(seq, bytes) {
-                Ok(entry) => visit(seq, entry),
+            match decode_and_visit(seq, bytes) {
+                Ok(flow) => flow,
                 Err(err) => {
                     failure = Some(err);
                     ControlFlow::Break(())
@@ -589,6 +604,10 @@ impl Log {
     }
 }
 
+/// What [`Log::scan_records`] calls with each stored record: decode it, visit it, say whether to go
+/// on.
+type DecodeAndVisit<'a> = dyn FnMut(Seq, &[u8]) -> Result<ControlFlow<()>> + 'a;
+
 /// Entries per batch when indexing an older database.
 const BACKFILL_BATCH_ENTRIES: usize = 10_000;
 
@@ -640,10 +659,24 @@ fn read_error(seq: Seq, err: StorageError) -> Error {
 
 /// Verifies and decodes one stored record. The only path from stored bytes to an [`Entry`].
 fn decode_record(seq: Seq, bytes: &[u8]) -> Result<Entry> {
+    let payload = verified_payload(seq, bytes)?;
+    codec::decode(payload).map_err(|err| undecodable(seq, err))
+}
+
+fn decode_view(seq: Seq, bytes: &[u8]) -> Result<EntryView<'_>> {
+    let payload = verified_payload(seq, bytes)?;
+    codec::decode_view(payload).map_err(|err| undecodable(seq, err))
+}
+
+fn verified_payload(seq: Seq, bytes: &[u8]) -> Result<&[u8]> {
     let corrupt = |detail: String| Error::Corrupt { seq, detail };
     let verified = frame::verify(seq, bytes).map_err(corrupt)?;
     if verified.codec_id != codec::CODEC_BINCODE2_SERDE {
         return Err(corrupt(format!("unknown codec id {}", verified.codec_id)));
     }
-    codec::decode(verified.payload).map_err(|err| corrupt(format!("undecodable payload: {err}")))
+    Ok(verified.payload)
+}
+
+fn undecodable(seq: Seq, err: String) -> Error {
+    Error::Corrupt { seq, detail: format!("undecodable payload: {err}") }
 }

@@ -18,6 +18,7 @@
 
 mod entry;
 mod identity;
+mod view;
 
 pub use entry::{
     AdminCorrection, DetachReason, Entry, Environment, Event, IdentityChange, IdentityRequest,
@@ -26,6 +27,10 @@ pub use entry::{
 pub use identity::{
     IDENTITY_TYPE_COUNT, Identity, IdentityType, IdentityTypeSet, Mpid, MpidError,
     UnknownIdentityType,
+};
+pub use view::{
+    AdminCorrectionView, Dropped, EntryView, EventView, IdentityChangeView, IdentityRequestView,
+    IdentityView, OperationView, OutcomeView, RequestView, StoredIdentity,
 };
 
 #[cfg(any(test, feature = "arbitrary"))]

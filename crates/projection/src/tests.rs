@@ -216,3 +216,14 @@ proptest! {
         prop_assert_eq!(projection.diagnostics().1, 0);
     }
 }
+
+/// The running digest is part of the on-disk snapshot format and of what operators compare across
+/// machines: its value for a fixed log must never change by accident.
+#[test]
+fn the_running_digest_of_a_fixed_log_is_pinned() {
+    let mut projection = Projection::new();
+    for (idx, entry) in generated(11, 2_000).iter().enumerate() {
+        projection.apply(Seq(idx as u64 + 1), entry).unwrap();
+    }
+    assert_eq!(projection.running_digest().to_string(), "c51bcef701a244c9b3f566a6b8321536");
+}
