@@ -30,7 +30,7 @@ pub use identity::{
 };
 pub use view::{
     AdminCorrectionView, Dropped, EntryView, EventView, IdentityChangeView, IdentityRequestView,
-    IdentityView, OperationView, OutcomeView, RequestView, StoredIdentity,
+    IdentityView, OperationView, OutcomeView, RequestView, Skipped, StoredIdentity,
 };
 
 #[cfg(any(test, feature = "arbitrary"))]

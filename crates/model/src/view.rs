@@ -36,21 +36,24 @@ pub struct EntryView<'a> {
     pub outcome: OutcomeView<'a>,
 }
 
-/// A borrowed [`crate::Request`].
+/// A borrowed [`crate::Request`]: the world it was for. The request id, the workspace and the
+/// operation are parsed (as stored bytes: their UTF-8 is not checked again) and dropped, so a view
+/// stays small and cheap to move.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestView<'a> {
-    /// The client's request id, as stored (UTF-8, not checked again: the fold does not read it).
+    /// The client's request id (dropped).
     #[serde(borrow)]
-    pub request_id: Option<&'a [u8]>,
-    /// The workspace, as stored (UTF-8, not checked again).
-    pub workspace: &'a [u8],
+    pub request_id: Skipped<Option<&'a [u8]>>,
+    /// The workspace (dropped).
+    #[serde(borrow)]
+    pub workspace: Skipped<&'a [u8]>,
     /// The identity scope.
     pub scope: &'a str,
     /// The environment.
     pub environment: Environment,
-    /// Which operation it was (its arguments are parsed and dropped).
+    /// The operation (dropped).
     #[serde(borrow)]
-    pub operation: OperationView<'a>,
+    pub operation: Skipped<OperationView<'a>>,
 }
 
 /// A [`crate::Operation`], arguments dropped.
@@ -219,13 +222,33 @@ impl EntryView<'_> {
     /// reads). For tests of the view against the owned decoding.
     pub fn agrees_with(&self, entry: &Entry) -> bool {
         self.recorded_at == entry.recorded_at
-            && self.request.request_id == entry.request.request_id.as_deref().map(str::as_bytes)
-            && self.request.workspace == entry.request.workspace.as_bytes()
             && self.request.scope == entry.request.scope
             && self.request.environment == entry.request.environment
             && self.events.len() == entry.events.len()
             && self.events.iter().zip(&entry.events).all(|(view, event)| *view == event.into())
             && self.outcome.seen_mpid() == entry.outcome.seen_mpid()
+    }
+}
+
+/// A value parsed and dropped: takes no room in the view.
+pub struct Skipped<T>(PhantomData<T>);
+
+impl<T> fmt::Debug for Skipped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Skipped")
+    }
+}
+
+impl<T> Clone for Skipped<T> {
+    fn clone(&self) -> Self {
+        Skipped(PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Skipped<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer)?;
+        Ok(Skipped(PhantomData))
     }
 }
 

@@ -65,18 +65,18 @@ pub(crate) fn reserve_gently<T>(vec: &mut Vec<T>, additional: usize) {
 
 /// An event, owned or borrowed, seen as an [`EventView`] (borrowing: no copy of its strings).
 trait AsEventView {
-    fn as_view(&self) -> EventView<'_>;
+    fn with_view<R>(&self, f: impl FnOnce(&EventView<'_>) -> R) -> R;
 }
 
 impl AsEventView for Event {
-    fn as_view(&self) -> EventView<'_> {
-        EventView::from(self)
+    fn with_view<R>(&self, f: impl FnOnce(&EventView<'_>) -> R) -> R {
+        f(&EventView::from(self))
     }
 }
 
 impl AsEventView for EventView<'_> {
-    fn as_view(&self) -> EventView<'_> {
-        self.clone()
+    fn with_view<R>(&self, f: impl FnOnce(&EventView<'_>) -> R) -> R {
+        f(self)
     }
 }
 
@@ -359,7 +359,7 @@ impl Projection {
         self.last_time = self.last_time.max(recorded_at);
         let world = self.intern_world(scope, environment);
         for event in events {
-            self.apply_event(seq, world, recorded_at, &event.as_view());
+            event.with_view(|event| self.apply_event(seq, world, recorded_at, event));
         }
         self.n_events_applied += events.len() as u64;
         if let Some(mpid) = seen {
@@ -848,7 +848,7 @@ mod digest {
         out.extend_from_slice(&world.0.to_le_bytes());
         out.extend_from_slice(&recorded_at.0.to_le_bytes());
         for event in events {
-            match event.as_view() {
+            event.with_view(|event| match event {
                 EventView::ProfileCreated { mpid } => {
                     out.push(0);
                     out.extend_from_slice(&mpid.get().to_le_bytes());
@@ -856,12 +856,12 @@ mod digest {
                 EventView::IdentityAttached { mpid, identity: id } => {
                     out.push(1);
                     out.extend_from_slice(&mpid.get().to_le_bytes());
-                    push_identity(out, &id);
+                    push_identity(out, id);
                 }
                 EventView::IdentityDetached { mpid, identity: id, reason } => {
                     out.push(2);
                     out.extend_from_slice(&mpid.get().to_le_bytes());
-                    push_identity(out, &id);
+                    push_identity(out, id);
                     let (tag, other) = match reason {
                         DetachReason::Modified => (0u8, 0),
                         DetachReason::MovedTo { mpid } => (1, mpid.get()),
@@ -877,7 +877,7 @@ mod digest {
                         out.extend_from_slice(&value.to_le_bytes());
                     }
                 }
-            }
+            });
         }
         if let Some(mpid) = seen {
             out.push(9);
