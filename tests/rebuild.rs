@@ -48,12 +48,20 @@ fn a_rebuilt_projection_equals_the_live_one_after_100k_entries() {
     assert_eq!(rebuilt.to_snapshot(), live.to_snapshot(), "full contents are equal");
     assert!(live.n_profiles() > 30_000 && !live.aliases().is_empty());
 
-    // Replay as the engine does it: borrowed views on one thread, and two threads.
+    // Replay as the engine does it: borrowed views on one thread, and two threads; to the end and
+    // up to a sequence in the middle of a read batch.
+    let mut prefix = Projection::new();
+    for (idx, entry) in entries.iter().take(12_345).enumerate() {
+        prefix.apply(Seq(idx as u64 + 1), entry).unwrap();
+    }
     for replay in [idgraph::engine::replay_until_on_one_thread, idgraph::engine::replay_until] {
         let mut replayed = Projection::new();
-        replay(&log, &mut replayed, Seq(u64::MAX), &mut |_| {}).unwrap();
+        assert_eq!(replay(&log, &mut replayed, Seq(u64::MAX), &mut |_| {}).unwrap(), 100_000);
         assert_eq!(replayed.running_digest(), live.running_digest());
         assert_eq!(replayed.to_snapshot(), live.to_snapshot(), "full contents are equal");
+        let mut until = Projection::new();
+        assert_eq!(replay(&log, &mut until, Seq(12_345), &mut |_| {}).unwrap(), 12_345);
+        assert_eq!(until.to_snapshot(), prefix.to_snapshot(), "replay up to 12,345");
     }
 }
 

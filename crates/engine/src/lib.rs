@@ -493,16 +493,17 @@ fn operation_of(command: Command, now: Timestamp) -> Operation {
     }
 }
 
-/// Entries per batch handed from the decoding thread to the folding thread during replay.
-const REPLAY_BATCH_ENTRIES: usize = 1_024;
-/// Batches in flight between the two threads: bounds replay memory to a few thousand entries.
-const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
+/// Records per batch handed from the reading thread to the folding thread during replay.
+const REPLAY_BATCH_ENTRIES: usize = 4_096;
+/// Batches in flight between the two threads: bounds replay memory to a few megabytes.
+const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Folds every entry after the projection's last sequence into it, and returns how many.
 ///
-/// Two threads: one scans the log (checksums and decodes), the other folds, with a bounded channel
-/// of batches between them. The fold stays single-threaded and in log order, so the result is
-/// exactly that of a sequential replay.
+/// Two threads: one reads the log (RocksDB iteration, checksums, copying payloads into batches),
+/// the other decodes borrowed views and folds them, with a bounded channel of batches between
+/// them. The fold stays single-threaded and in log order, so the result is exactly that of a
+/// sequential replay.
 pub fn replay_into(log: &Log, projection: &mut Projection) -> Result<u64, EngineError> {
     replay_until(log, projection, Seq(u64::MAX), &mut |_| {})
 }
@@ -515,51 +516,52 @@ pub fn replay_until(
     until: Seq,
     progress: &mut dyn FnMut(Seq),
 ) -> Result<u64, EngineError> {
+    let unavailable = |err: idgraph_log::Error| EngineError::Unavailable(err.to_string());
     let from = projection.last_seq().next();
     let (sender, receiver) =
-        std::sync::mpsc::sync_channel::<Vec<(Seq, Entry)>>(REPLAY_BATCHES_IN_FLIGHT);
+        std::sync::mpsc::sync_channel::<idgraph_log::RecordBatch>(REPLAY_BATCHES_IN_FLIGHT);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
-            let mut batch = Vec::with_capacity(REPLAY_BATCH_ENTRIES);
-            let res = log.scan(from, |seq, entry| {
-                if seq > until {
-                    return ControlFlow::Break(());
-                }
-                batch.push((seq, entry));
-                if batch.len() == REPLAY_BATCH_ENTRIES {
-                    let full =
-                        std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_ENTRIES));
-                    if sender.send(full).is_err() {
-                        return ControlFlow::Break(()); // The folder stopped.
-                    }
+            log.scan_batches(from, REPLAY_BATCH_ENTRIES, |batch| {
+                // The folder stops at `until`; reading past it by less than a batch is harmless.
+                let past_until = batch.last_seq().is_some_and(|last| last >= until);
+                if sender.send(batch).is_err() || past_until {
+                    return ControlFlow::Break(()); // The folder stopped, or `until` is read.
                 }
                 ControlFlow::Continue(())
-            });
-            if !batch.is_empty() {
-                let _ = sender.send(batch);
-            }
-            res
+            })
         });
         let mut n_replayed = 0u64;
         let mut failure = None;
         for batch in receiver.iter() {
-            for (seq, entry) in &batch {
-                if let Err(err) = projection.apply(*seq, entry) {
-                    failure.get_or_insert(err.to_string());
-                    break;
+            let res = batch.for_each_view(|seq, entry| {
+                if seq > until {
+                    return ControlFlow::Break(());
                 }
-                n_replayed += 1;
+                match projection.apply_view(seq, entry) {
+                    Ok(()) => {
+                        n_replayed += 1;
+                        ControlFlow::Continue(())
+                    }
+                    Err(err) => {
+                        failure = Some(err.to_string());
+                        ControlFlow::Break(())
+                    }
+                }
+            });
+            if let Err(err) = res {
+                failure.get_or_insert(err.to_string());
             }
-            if failure.is_some() {
+            if failure.is_some() || projection.last_seq() >= until {
                 break;
             }
             progress(projection.last_seq());
         }
         drop(receiver);
-        let scanned = reader
+        let read = reader
             .join()
             .map_err(|_| EngineError::Unavailable("the replay reader panicked".into()))?;
-        scanned.map_err(|err| EngineError::Unavailable(err.to_string()))?;
+        read.map_err(unavailable)?;
         match failure {
             Some(reason) => Err(EngineError::Unavailable(reason)),
             None => Ok(n_replayed),

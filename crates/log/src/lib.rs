@@ -445,6 +445,39 @@ impl Log {
         self.scan_records(from, &mut |seq, bytes| decode_view(seq, bytes).map(|v| visit(seq, &v)))
     }
 
+    /// Reads records from `from` (inclusive) in one pass, checks their checksums and sequence
+    /// continuity, and hands them to `visit` in [`RecordBatch`]es of up to `n_per_batch` records
+    /// (payloads copied into one buffer per batch), until `visit` breaks or the log ends. Decoding
+    /// is left to [`RecordBatch::for_each_view`], so one thread can read while another decodes.
+    pub fn scan_batches(
+        &self,
+        from: Seq,
+        n_per_batch: usize,
+        mut visit: impl FnMut(RecordBatch) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let n_per_batch = n_per_batch.max(1);
+        let mut batch = RecordBatch { first: from.max(Seq(1)), ..RecordBatch::default() };
+        let mut stopped = false;
+        self.scan_records(from, &mut |seq, bytes| {
+            if batch.ends.is_empty() {
+                batch.first = seq;
+            }
+            batch.bytes.extend_from_slice(verified_payload(seq, bytes)?);
+            batch.ends.push(batch.bytes.len());
+            if batch.ends.len() < n_per_batch {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let full = std::mem::take(&mut batch);
+            let flow = visit(full);
+            stopped = flow.is_break();
+            Ok(flow)
+        })?;
+        if !stopped && !batch.is_empty() {
+            let _ = visit(batch);
+        }
+        Ok(())
+    }
+
     /// Checks sequence continuity and hands each stored record to `decode_and_visit`.
     fn scan_records(&self, from: Seq, decode_and_visit: &mut DecodeAndVisit<'_>) -> Result<()> {
         let mut expected = from.max(Seq(1));
@@ -601,6 +634,52 @@ impl Log {
     #[doc(hidden)]
     pub fn raw_record_for_tests(&self, seq: Seq) -> Result<Option<Vec<u8>>> {
         self.storage.get(seq).map_err(|err| read_error(seq, err))
+    }
+}
+
+/// Consecutive verified records, their payloads copied into one buffer: see [`Log::read_batch`].
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    first: Seq,
+    bytes: Vec<u8>,
+    /// Where each payload ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl RecordBatch {
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds none (the log ended).
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The sequence of its last record (`None` if empty).
+    pub fn last_seq(&self) -> Option<Seq> {
+        let n = self.ends.len() as u64;
+        (n > 0).then(|| Seq(self.first.0 + n - 1))
+    }
+
+    /// Decodes each record as a borrowed [`EntryView`] and visits it, in order, until `visit`
+    /// breaks.
+    pub fn for_each_view(
+        &self,
+        mut visit: impl FnMut(Seq, &EntryView<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mut start = 0;
+        for (offset, end) in self.ends.iter().enumerate() {
+            let seq = Seq(self.first.0 + offset as u64);
+            let payload = self.bytes.get(start..*end).unwrap_or_default();
+            let view = codec::decode_view(payload).map_err(|err| undecodable(seq, err))?;
+            if visit(seq, &view).is_break() {
+                break;
+            }
+            start = *end;
+        }
+        Ok(())
     }
 }
 
