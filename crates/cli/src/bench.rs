@@ -97,7 +97,7 @@ impl Report {
             b.map(|b| format!("{:.0}", b as f64 / (1 << 20) as f64)).unwrap_or_else(|| "-".into())
         };
         format!(
-            "{:<34} {:>9} {:>10.0} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6}",
+            "{:<46} {:>9} {:>10.0} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6}",
             self.name,
             self.requests,
             self.requests as f64 / self.seconds,
@@ -113,7 +113,7 @@ impl Report {
     }
 }
 
-const HEADER: &str = "run                                 requests      req/s  p50 us  p90 us  p99 us p99.9 us  errors  RSS MiB  log MiB  B/id";
+const HEADER: &str = "run                                             requests      req/s  p50 us  p90 us  p99 us p99.9 us  errors  RSS MiB  log MiB  B/id";
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let suite = args.workload.is_none() && args.requests.is_none() && args.url.is_none();

@@ -26,6 +26,10 @@ const KIND_PROFILE_SEEN: u8 = 2;
 /// The kind byte of identity keys.
 const KIND_IDENTITY: u8 = 3;
 
+/// The bytes of a key the `index` memtable hashes on: the kind and the subject's first 8 bytes
+/// (all of an MPID, half of an identity hash). Every key prefix is at least this long.
+pub(crate) const MEMTABLE_PREFIX_BYTES: usize = 9;
+
 /// The longest key prefix (kind and subject): an identity key.
 pub(crate) const PREFIX_BYTES_MAX: usize = 17;
 

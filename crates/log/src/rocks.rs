@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use idgraph_model::{Seq, Timestamp};
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
-    Direction, ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    Direction, ErrorKind, IteratorMode, MemtableFactory, Options, ReadOptions, SliceTransform,
+    WriteBatch, WriteOptions,
 };
 
 use crate::index::{self, IndexKey};
@@ -79,9 +80,25 @@ impl RocksStorage {
         options.set_paranoid_checks(true);
         options.set_compression_type(DBCompressionType::None);
         options.set_keep_log_file_num(4);
+        // One leader writes at a time anyway; the `index` memtable (a hash of skip lists) needs it.
+        options.set_allow_concurrent_memtable_write(false);
         let column_families = [CF_ENTRIES, CF_TIME, CF_META, CF_SNAPSHOTS, CF_INDEX].map(|name| {
             let mut cf_options = Options::default();
             cf_options.set_compression_type(DBCompressionType::None);
+            if name == CF_INDEX {
+                // Index keys arrive in random subject order; in a plain skip list each insert is a
+                // search through the whole memtable. Hashing on the subject's first bytes gives
+                // every subject its own small skip list, appended in sequence order. Readers only
+                // ever iterate within one subject.
+                cf_options.set_prefix_extractor(SliceTransform::create_fixed_prefix(
+                    index::MEMTABLE_PREFIX_BYTES,
+                ));
+                cf_options.set_memtable_factory(MemtableFactory::HashSkipList {
+                    bucket_count: 1 << 20,
+                    height: 4,
+                    branching_factor: 4,
+                });
+            }
             if name == CF_ENTRIES {
                 // The log is read mostly by full scans (replay): large blocks mean fewer block
                 // reads and checksum checks per entry. Point reads (audit) stay cheap enough.
@@ -208,6 +225,7 @@ impl Storage for RocksStorage {
         let prefix = key.prefix();
         let prefix = prefix.as_bytes();
         let mut read_options = ReadOptions::default();
+        read_options.set_prefix_same_as_start(true);
         read_options.set_iterate_upper_bound(key.stored(up_to.next()));
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_INDEX), read_options);
         iter.seek(prefix);
@@ -229,16 +247,14 @@ impl Storage for RocksStorage {
     }
 
     fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
-        let prefix = key.prefix();
-        let mut iter = self.db.raw_iterator_cf(self.cf(CF_INDEX));
-        iter.seek_for_prev(key.stored(up_to));
-        if !iter.valid() {
-            return iter.status().map(|()| None).map_err(storage_error);
-        }
-        Ok(iter
-            .key()
-            .filter(|stored| stored.starts_with(prefix.as_bytes()))
-            .and_then(index::seq_of_stored))
+        // The `index` memtable (a hash of skip lists) cannot seek backwards: walk the subject's
+        // keys forward up to `up_to` and keep the last.
+        let mut last = None;
+        self.index_scan(key, up_to, &mut |seq| {
+            last = Some(seq);
+            ControlFlow::Continue(())
+        })?;
+        Ok(last)
     }
 
     fn index_complete(&self) -> Result<bool, StorageError> {
