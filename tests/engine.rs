@@ -67,6 +67,41 @@ fn resolved(res: Result<Answer, EngineError>) -> ResolvedAnswer {
     }
 }
 
+/// A line of a generated workload as an engine request, with `previous_mpid` and the modify target
+/// taken from the answers so far (`answers[i]`: what line `i + 1` got). `None`: a modify whose
+/// target line got no profile.
+fn workload_request(
+    request: &idgraph_workload::WorkloadRequest,
+    answers: &[Option<Mpid>],
+) -> Option<(RequestMeta, Command)> {
+    use idgraph_workload::Op;
+    let line = |reference: Option<idgraph_workload::LineRef>| {
+        reference.and_then(|r| answers.get(r.line as usize - 1).copied().flatten())
+    };
+    let command = match request.op {
+        Op::Modify => Command::Modify {
+            mpid: line(request.mpid)?,
+            identity_changes: request.identity_changes.clone(),
+        },
+        op => Command::Identity(IdentityQuery {
+            op: match op {
+                Op::Login => IdentityOp::Login,
+                Op::Logout => IdentityOp::Logout,
+                Op::Search => IdentityOp::Search,
+                _ => IdentityOp::Identify,
+            },
+            known_identities: request.identities(),
+            previous_mpid: line(request.previous_mpid),
+        }),
+    };
+    let meta = RequestMeta {
+        workspace: "shop".into(),
+        environment: request.environment,
+        request_id: Some(request.request_id.clone()),
+    };
+    Some((meta, command))
+}
+
 const DAS: (IdentityType, &str) = (IdentityType::DeviceApplicationStamp, "das-1");
 const EMAIL: (IdentityType, &str) = (IdentityType::Email, "ed.hyde@example.com");
 
@@ -500,41 +535,16 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
     use idgraph::engine::audit;
     use idgraph::projection::Projection;
     use idgraph::query::AliasQuery;
-    use idgraph_workload::{Generator, Op, WorkloadSpec};
+    use idgraph_workload::{Generator, WorkloadSpec};
     use std::ops::ControlFlow;
 
     let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
     let spec = WorkloadSpec { seed: 5, requests: 1_500, users: 150, ..WorkloadSpec::default() };
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for (n, request) in Generator::new(&spec).unwrap().enumerate() {
-        let line = |reference: Option<idgraph_workload::LineRef>| {
-            reference.and_then(|r| answers.get(r.line as usize - 1).copied().flatten())
-        };
-        let command = match request.op {
-            Op::Modify => match line(request.mpid) {
-                Some(mpid) => {
-                    Command::Modify { mpid, identity_changes: request.identity_changes.clone() }
-                }
-                None => {
-                    answers.push(None);
-                    continue;
-                }
-            },
-            op => Command::Identity(IdentityQuery {
-                op: match op {
-                    Op::Login => IdentityOp::Login,
-                    Op::Logout => IdentityOp::Logout,
-                    Op::Search => IdentityOp::Search,
-                    _ => IdentityOp::Identify,
-                },
-                known_identities: request.identities(),
-                previous_mpid: line(request.previous_mpid),
-            }),
-        };
-        let meta = RequestMeta {
-            workspace: "shop".into(),
-            environment: request.environment,
-            request_id: Some(request.request_id.clone()),
+        let Some((meta, command)) = workload_request(&request, &answers) else {
+            answers.push(None);
+            continue;
         };
         let answer = match engine.handle(&meta, command) {
             Ok(Answer::Resolved(answer)) => Some(answer.mpid),
@@ -626,37 +636,10 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
 /// log, same graph; and a batch's answers come back only once its entries are durable.
 #[test]
 fn a_batch_is_handled_like_its_requests_one_by_one() {
-    use idgraph_workload::{Generator, Op, WorkloadRequest, WorkloadSpec};
+    use idgraph_workload::{Generator, WorkloadRequest, WorkloadSpec};
 
     let spec = WorkloadSpec { seed: 9, requests: 3_000, users: 300, ..WorkloadSpec::default() };
     let requests: Vec<WorkloadRequest> = Generator::new(&spec).unwrap().collect();
-    let command = |request: &WorkloadRequest, answers: &[Option<Mpid>]| {
-        let line = |r: Option<idgraph_workload::LineRef>| {
-            r.and_then(|r| answers.get(r.line as usize - 1).copied().flatten())
-        };
-        let meta = RequestMeta {
-            workspace: "shop".into(),
-            environment: request.environment,
-            request_id: Some(request.request_id.clone()),
-        };
-        let command = match request.op {
-            Op::Modify => Command::Modify {
-                mpid: line(request.mpid).unwrap_or(Mpid::new(1 << 40).unwrap()),
-                identity_changes: request.identity_changes.clone(),
-            },
-            op => Command::Identity(IdentityQuery {
-                op: match op {
-                    Op::Login => IdentityOp::Login,
-                    Op::Logout => IdentityOp::Logout,
-                    Op::Search => IdentityOp::Search,
-                    _ => IdentityOp::Identify,
-                },
-                known_identities: request.identities(),
-                previous_mpid: line(request.previous_mpid),
-            }),
-        };
-        (meta, command)
-    };
     let mpid_of = |answer: &Result<Answer, EngineError>| match answer {
         Ok(Answer::Resolved(answer)) => Some(answer.mpid),
         _ => None,
@@ -666,7 +649,11 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
     let mut expected = Vec::new();
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for request in &requests {
-        let (meta, command) = command(request, &answers);
+        let Some((meta, command)) = workload_request(request, &answers) else {
+            answers.push(None);
+            expected.push(Ok(Answer::NotFound));
+            continue;
+        };
         let answer = one_by_one.handle(&meta, command);
         answers.push(mpid_of(&answer));
         expected.push(answer);
@@ -685,9 +672,19 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
         {
             end += 1;
         }
-        let batch = requests[next..end].iter().map(|r| command(r, &answers)).collect();
+        let commands: Vec<_> =
+            requests[next..end].iter().map(|r| workload_request(r, &answers)).collect();
+        let batch = commands.iter().flatten().cloned().collect();
         let durable_before = batched.log().durable_seq();
-        let results = batched.handle_batch(batch);
+        let mut answered = batched.handle_batch(batch).into_iter();
+        // A modify without a target is skipped on both sides.
+        let results: Vec<_> = commands
+            .iter()
+            .map(|c| match c {
+                Some(_) => answered.next().unwrap(),
+                None => Ok(Answer::NotFound),
+            })
+            .collect();
         assert_eq!(results.len(), end - next);
         if results.iter().any(|r| matches!(r, Ok(Answer::Resolved(a)) if a.created)) {
             assert!(batched.log().durable_seq() > durable_before, "answered before durable");

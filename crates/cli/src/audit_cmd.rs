@@ -38,6 +38,21 @@ impl Source {
     }
 }
 
+/// The workspace called `name`, or the configuration's first.
+fn workspace_named<'c>(
+    config: &'c ServerConfig,
+    name: Option<&str>,
+) -> anyhow::Result<&'c idgraph_server::WorkspaceConfig> {
+    match name {
+        Some(name) => config
+            .workspaces
+            .iter()
+            .find(|w| w.workspace.name == name)
+            .with_context(|| format!("no workspace `{name}` in the configuration")),
+        None => config.workspaces.first().context("the configuration has no workspace"),
+    }
+}
+
 fn login_ids(config: &ServerConfig) -> IdentityTypeSet {
     config.workspaces.iter().flat_map(|w| w.workspace.resolver.login_ids.iter()).collect()
 }
@@ -208,14 +223,7 @@ pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
 }
 
 fn search_as_of(log: &Log, config: &ServerConfig, args: &AsOfArgs, seq: Seq) -> anyhow::Result<()> {
-    let workspace = match &args.workspace {
-        Some(name) => config
-            .workspaces
-            .iter()
-            .find(|w| &w.workspace.name == name)
-            .with_context(|| format!("no workspace `{name}` in the configuration"))?,
-        None => &config.workspaces[0],
-    };
+    let workspace = workspace_named(config, args.workspace.as_deref())?;
     let mut identities = Vec::new();
     for text in &args.identity {
         let (identity_type, value) = text
@@ -277,14 +285,7 @@ fn types(names: &[String]) -> anyhow::Result<Vec<idgraph_model::IdentityType>> {
 
 pub(crate) fn what_if(args: WhatIfArgs) -> anyhow::Result<()> {
     let (log, config) = args.source.open()?;
-    let base = match &args.workspace {
-        Some(name) => config
-            .workspaces
-            .iter()
-            .find(|w| &w.workspace.name == name)
-            .with_context(|| format!("no workspace `{name}` in the configuration"))?,
-        None => &config.workspaces[0],
-    };
+    let base = workspace_named(&config, args.workspace.as_deref())?;
     let changes = idgraph_engine::whatif::ConfigChanges {
         strategy: match &args.strategy {
             Some(name) => Some(
