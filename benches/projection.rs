@@ -41,14 +41,12 @@ fn fill(log: &Log, n: u64) -> u64 {
     n_events
 }
 
-/// Replay as the engine does it on one thread: borrowed views straight from RocksDB.
+/// Replay as the engine does it on one thread (`engine::replay_until_on_one_thread`): borrowed
+/// views from RocksDB, folded in small batches whose lookups are issued together.
 fn replay(log: &Log) -> Projection {
     let mut projection = Projection::new();
-    log.scan_views(Seq::ZERO, |seq, entry| {
-        projection.apply_view(seq, entry).unwrap();
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    idgraph::engine::replay_until_on_one_thread(log, &mut projection, Seq(u64::MAX), &mut |_| {})
+        .unwrap();
     projection
 }
 

@@ -497,6 +497,8 @@ fn audit_endpoints_tell_how_a_profile_became_known() {
     assert_eq!(after["mpid"], mpid.as_str(), "{after}");
     let (status, both) = post(&server, "/v1/audit/search?seq=1&time=2026-01-01T00:00:00Z", &search);
     assert_eq!(status, 400, "{both}");
+    let (status, garbled) = post(&server, "/v1/audit/search?seq=abc", &search);
+    assert_eq!((status, garbled["ErrorCode"].as_str()), (400, Some("INVALID_DATA")), "{garbled}");
     // What if the workspace had used profile link: the login would have made a new profile.
     let (status, report) = post(&server, "/v1/audit/what-if", &json!({"strategy": "profile_link"}));
     assert_eq!(status, 200, "{report}");

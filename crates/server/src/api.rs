@@ -72,6 +72,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            format!("query string: {}", rejection.body_text()),
+        )
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> ApiError {
         match err {
@@ -597,12 +607,13 @@ const FEED_WAIT_MS_MAX: u64 = 30_000;
 /// with `after` = the last `seq` received.
 pub(crate) async fn events(
     State(state): State<AppState>,
-    axum::extract::Query(query): axum::extract::Query<FeedQuery>,
+    query: Result<axum::extract::Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let workspace = admit_admin(&state, &method, &uri, &headers, b"")?;
+    let axum::extract::Query(query) = query?;
     let limit = query.limit.unwrap_or(100).clamp(1, FEED_PAGE_ENTRIES_MAX);
     let deadline = std::time::Instant::now()
         + std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(FEED_WAIT_MS_MAX));

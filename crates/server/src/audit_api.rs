@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -232,12 +233,13 @@ impl AsOfQuery {
 pub(crate) async fn profile_as_of(
     State(state): State<AppState>,
     Path(mpid): Path<String>,
-    Query(query): Query<AsOfQuery>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     admitted(&state, &method, &uri, &headers)?;
+    let Query(query) = query?;
     let mpid = mpid_path(&mpid)?;
     let (as_of, profile) = blocking(&state.engine, move |engine| {
         let as_of = query.resolve(engine)?;
@@ -279,7 +281,7 @@ pub(crate) async fn profile_as_of(
 /// (`audit::lookup_as_of`).
 pub(crate) async fn search_as_of(
     State(state): State<AppState>,
-    Query(query): Query<AsOfQuery>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -287,6 +289,7 @@ pub(crate) async fn search_as_of(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&state, body).await?;
     let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?.clone();
+    let Query(query) = query?;
     let (environment, _, known_identities) = parse_json::<IdentityBody>(&bytes)?.into_parts()?;
     let (as_of, answer, text) = blocking(&state.engine, move |engine| {
         let as_of = query.resolve(engine)?;
