@@ -321,6 +321,27 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
     // Poisoned: even requests that would change nothing are refused.
     let err = engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)).unwrap_err();
     assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    let batch = vec![(prod.clone(), query(IdentityOp::Identify, &[DAS], None))];
+    assert!(matches!(engine.handle_batch(batch)[..], [Err(EngineError::Unavailable(_))]));
+
+    // A batch whose write fails answers nothing but the failure, even for the requests that
+    // changed nothing: they were decided after entries that are now lost.
+    let (log, faults) = Log::in_memory_with_faults();
+    let (engine, _) =
+        Engine::with_log(log, config(signup_config()), Box::new(clock), Box::new(Counter(0)))
+            .unwrap();
+    resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    faults.fail_writes();
+    let fresh =
+        |value| query(IdentityOp::Identify, &[(IdentityType::DeviceApplicationStamp, value)], None);
+    let batch = vec![
+        (prod.clone(), fresh("new-1")),
+        (prod.clone(), query(IdentityOp::Identify, &[DAS], None)),
+        (prod.clone(), fresh("new-2")),
+    ];
+    let answers = engine.handle_batch(batch);
+    assert_eq!(answers.len(), 3);
+    assert!(answers.iter().all(|a| matches!(a, Err(EngineError::Unavailable(_)))), "{answers:?}");
 }
 
 /// History and explanation of the signup flow render as expected: the anonymous browsing, then the

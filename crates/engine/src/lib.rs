@@ -256,7 +256,8 @@ impl Engine {
         &self,
         requests: Vec<(RequestMeta, Command)>,
     ) -> Vec<Result<Answer, EngineError>> {
-        let mut answers = Vec::with_capacity(requests.len());
+        let n_requests = requests.len();
+        let mut answers = Vec::with_capacity(n_requests);
         let mut last_pending: Option<Pending> = None;
         if let Err(err) = self.check_poisoned() {
             return requests.iter().map(|_| Err(err.clone())).collect();
@@ -293,6 +294,14 @@ impl Engine {
                         };
                         last_pending = Some(Pending { durability, ..pending });
                     }
+                }
+                Err(err @ EngineError::Unavailable(_)) => {
+                    // The log failed: nothing after this request can be recorded either.
+                    answers.push(Err(err.clone()));
+                    while answers.len() < n_requests {
+                        answers.push(Err(err.clone()));
+                    }
+                    break;
                 }
                 Err(err) => answers.push(Err(err)),
             }
