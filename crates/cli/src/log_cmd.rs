@@ -113,6 +113,11 @@ fn show(from: Seq, limit: usize, data_dir: &Path) -> anyhow::Result<()> {
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
     let log = open_log(data_dir)?;
     let report = log.verify()?;
-    outln!("ok: {} entries, last sequence {}", report.n_entries, report.last_seq);
+    outln!(
+        "ok: {} entries, last sequence {}, {} index keys present",
+        report.n_entries,
+        report.last_seq,
+        report.n_index_keys
+    );
     Ok(())
 }

@@ -109,6 +109,8 @@ pub struct VerifyReport {
     pub n_entries: u64,
     /// The last sequence.
     pub last_seq: Seq,
+    /// Secondary index keys found present, one per (entry, subject) (`docs/log-format.md`).
+    pub n_index_keys: u64,
 }
 
 /// The append-only log. `Send + Sync`: share it behind an `Arc`.
@@ -539,14 +541,17 @@ impl Log {
         self.storage.seq_at(time).map_err(|err| read_error(Seq::ZERO, err))
     }
 
-    /// Reads the whole log and checks every record: checksum, decode, no gaps, time order.
+    /// Reads the whole log and checks every record: checksum, decode, no gaps, time order; and that
+    /// the secondary indexes hold every key each entry should have (once they are complete).
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut report = VerifyReport { n_entries: 0, last_seq: Seq::ZERO };
+        let mut report = VerifyReport { n_entries: 0, last_seq: Seq::ZERO, n_index_keys: 0 };
         let mut last_time = Timestamp(i64::MIN);
-        let mut regressed = None;
+        let mut failure = None;
+        let check_index =
+            self.storage.index_complete().map_err(|err| read_error(Seq::ZERO, err))?;
         self.scan(Seq(1), |seq, entry| {
             if entry.recorded_at < last_time {
-                regressed = Some(Error::Corrupt {
+                failure = Some(Error::Corrupt {
                     seq,
                     detail: format!("recorded_at {} is before {last_time}", entry.recorded_at),
                 });
@@ -555,9 +560,27 @@ impl Log {
             last_time = entry.recorded_at;
             report.n_entries += 1;
             report.last_seq = seq;
+            for key in index::index_keys(&entry).into_iter().filter(|_| check_index) {
+                match self.storage.index_contains(key, seq) {
+                    Ok(true) => report.n_index_keys += 1,
+                    Ok(false) => {
+                        failure = Some(Error::Corrupt {
+                            seq,
+                            detail: format!(
+                                "index key {key:?} is missing (derived data: rebuild the index)"
+                            ),
+                        });
+                        return ControlFlow::Break(());
+                    }
+                    Err(err) => {
+                        failure = Some(read_error(seq, err));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
             ControlFlow::Continue(())
         })?;
-        match regressed {
+        match failure {
             Some(err) => Err(err),
             None => Ok(report),
         }

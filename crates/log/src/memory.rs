@@ -130,6 +130,11 @@ impl Storage for MemoryStorage {
         Ok(last.and_then(|stored| index::seq_of_stored(stored)))
     }
 
+    fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError> {
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        Ok(index.contains(&key.stored(seq)))
+    }
+
     fn index_complete(&self) -> Result<bool, StorageError> {
         // Every record ever written here came with its index keys.
         Ok(true)

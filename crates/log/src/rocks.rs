@@ -257,6 +257,11 @@ impl Storage for RocksStorage {
         Ok(last)
     }
 
+    fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError> {
+        let found = self.db.get_cf(self.cf(CF_INDEX), key.stored(seq)).map_err(storage_error)?;
+        Ok(found.is_some())
+    }
+
     fn index_complete(&self) -> Result<bool, StorageError> {
         let found =
             self.db.get_cf(self.cf(CF_META), META_INDEX_COMPLETE_KEY).map_err(storage_error)?;

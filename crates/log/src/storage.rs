@@ -65,6 +65,9 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
         visit: &mut dyn FnMut(Seq) -> ControlFlow<()>,
     ) -> Result<(), StorageError>;
 
+    /// Whether the index holds `key` for entry `seq`.
+    fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError>;
+
     /// The last sequence indexed under `key` at or before `up_to`.
     fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError>;
 

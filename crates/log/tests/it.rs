@@ -511,8 +511,32 @@ fn a_database_written_without_indexes_is_indexed_at_open() {
     }
     let log = Log::open(dir.path()).unwrap();
     check_index(&log, &entries);
+    assert!(log.verify().unwrap().n_index_keys > 25_000);
     // Appends after the backfill are indexed as usual.
     let more = varied_entries(25_100, 11);
     log.append_batch(&more[25_000..], Durability::Synced).unwrap();
     check_index(&log, &more);
+}
+
+#[test]
+fn verify_reports_a_missing_index_key() {
+    let entries = varied_entries(300, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    log.append_batch(&entries, Durability::Synced).unwrap();
+    let report = log.verify().unwrap();
+    assert_eq!(
+        report.n_index_keys,
+        expected_index(&entries).values().map(Vec::len).sum::<usize>() as u64
+    );
+    log.close().unwrap();
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &names).unwrap();
+        let index = db.cf_handle("index").unwrap();
+        let first = db.iterator_cf(index, rocksdb::IteratorMode::Start).next().unwrap().unwrap().0;
+        db.delete_cf(index, &first).unwrap();
+    }
+    let err = Log::open(dir.path()).unwrap().verify().unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { detail, .. } if detail.contains("index key")), "{err}");
 }
