@@ -16,7 +16,7 @@
 //!   scope, any environment). The subject is a 128-bit XXH3 of scope, type and value, so keys
 //!   have a fixed size; readers confirm the match on the entry itself.
 
-use idgraph_model::{Entry, Event, Identity, Mpid, Outcome, Seq};
+use idgraph_model::{Entry, Event, Identity, Mpid, Seq};
 use xxhash_rust::xxh3::Xxh3;
 
 /// The kind byte of profile-changed keys.
@@ -114,13 +114,10 @@ pub fn index_keys(entry: &Entry) -> Vec<IndexKey> {
             }
         }
     }
-    match &entry.outcome {
-        Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => {
-            if !keys.contains(&IndexKey::ProfileChanged(*mpid)) {
-                keys.push(IndexKey::ProfileSeen(*mpid));
-            }
-        }
-        Outcome::AliasAccepted | Outcome::AliasIgnored { .. } | Outcome::AdminApplied { .. } => {}
+    if let Some(mpid) = entry.outcome.seen_mpid()
+        && !keys.contains(&IndexKey::ProfileChanged(mpid))
+    {
+        keys.push(IndexKey::ProfileSeen(mpid));
     }
     keys.sort_unstable();
     keys.dedup();

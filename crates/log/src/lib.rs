@@ -560,7 +560,8 @@ impl Log {
             last_time = entry.recorded_at;
             report.n_entries += 1;
             report.last_seq = seq;
-            for key in index::index_keys(&entry).into_iter().filter(|_| check_index) {
+            let keys = if check_index { index::index_keys(&entry) } else { Vec::new() };
+            for key in keys {
                 match self.storage.index_contains(key, seq) {
                     Ok(true) => report.n_index_keys += 1,
                     Ok(false) => {

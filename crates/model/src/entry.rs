@@ -333,3 +333,13 @@ pub enum Outcome {
         new_mpid: Option<Mpid>,
     },
 }
+
+impl Outcome {
+    /// The profile a request was answered with, or that a modify changed: the one it was seen by.
+    pub fn seen_mpid(&self) -> Option<Mpid> {
+        match self {
+            Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => Some(*mpid),
+            _ => None,
+        }
+    }
+}

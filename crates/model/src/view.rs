@@ -16,9 +16,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use smallvec::SmallVec;
 
-use crate::{
-    DetachReason, Entry, Environment, Event, Identity, IdentityType, Mpid, Outcome, Timestamp,
-};
+use crate::{DetachReason, Entry, Environment, Event, Identity, IdentityType, Mpid, Timestamp};
 
 /// A borrowed [`Entry`]: what the projection folds.
 #[derive(Debug, Clone, Deserialize)]
@@ -202,16 +200,6 @@ impl OutcomeView<'_> {
     pub fn seen_mpid(&self) -> Option<Mpid> {
         match self {
             OutcomeView::Resolved { mpid, .. } | OutcomeView::Modified { mpid } => Some(*mpid),
-            _ => None,
-        }
-    }
-}
-
-impl Outcome {
-    /// The profile a request was answered with, or that a modify changed: the one it was seen by.
-    pub fn seen_mpid(&self) -> Option<Mpid> {
-        match self {
-            Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => Some(*mpid),
             _ => None,
         }
     }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use idgraph_model::{
-    DetachReason, Entry, Event, Identity, IdentityTypeSet, Mpid, Operation, Outcome, Seq, Timestamp,
+    DetachReason, Entry, Event, Identity, IdentityTypeSet, Mpid, Operation, Seq, Timestamp,
 };
 
 /// What one entry changed for the profile (or identity) followed.
@@ -81,13 +81,6 @@ fn identities_of(entry: &Entry) -> Vec<Identity> {
     }
 }
 
-fn resolved_of(entry: &Entry) -> Option<Mpid> {
-    match &entry.outcome {
-        Outcome::Resolved { mpid, .. } | Outcome::Modified { mpid } => Some(*mpid),
-        _ => None,
-    }
-}
-
 impl ProfileHistoryBuilder {
     /// Follows `mpid`; `login_ids` decides when it "became known".
     pub fn new(mpid: Mpid, login_ids: IdentityTypeSet) -> ProfileHistoryBuilder {
@@ -126,7 +119,7 @@ impl ProfileHistoryBuilder {
                 _ => {}
             }
         }
-        let resolved = resolved_of(entry);
+        let resolved = entry.outcome.seen_mpid();
         if changes.is_empty() && resolved != Some(mpid) {
             return;
         }
