@@ -3,8 +3,24 @@
 //! bincode is pinned exactly (`=2.0.1`): its format is positional and version-sensitive, and the
 //! crate is unmaintained (RUSTSEC-2025-0141). `docs/adr/0001-event-encoding.md` records the decision
 //! and the exit: a new codec gets a new id, and records keep saying which codec wrote them.
+//!
+//! Replay reads entries as borrowed [`EntryView`]s, decoded by hand ([`decode_view`]) from the
+//! same bytes: serde's visitor machinery cost more than half of replay's decoding time. The format
+//! it reads is bincode's standard configuration with variable-length integers:
+//! - an unsigned integer below 251 is one byte; 251, 252 and 253 announce a little-endian `u16`,
+//!   `u32` and `u64`; a signed one is zigzag-encoded first;
+//! - `u8` and `bool` are one byte, an `Option` is a tag byte (0 or 1) and the value;
+//! - a string or a sequence is its length (an unsigned integer) and its items;
+//! - a struct is its fields in order, an enum its variant index (an unsigned integer) and fields.
+//!
+//! The property tests below decode views of arbitrary entries and compare them with serde's
+//! decoding, so the two cannot drift apart unnoticed.
 
-use idgraph_model::{Entry, EntryView};
+use idgraph_model::{
+    DetachReason, Entry, EntryView, Environment, EventView, IdentityType, IdentityView, Mpid,
+    OutcomeView, RequestView, Timestamp,
+};
+use smallvec::SmallVec;
 
 use crate::limits::ENTRY_PAYLOAD_BYTES_MAX;
 
@@ -34,14 +50,270 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
 }
 
 /// Decodes a borrowed view of an entry (strings point into `payload`), rejecting trailing bytes.
+/// The request id, the workspace and the operation's arguments are walked over, not checked as
+/// UTF-8 (the record's checksum already vouches for them; [`decode`] checks everything).
 pub(crate) fn decode_view(payload: &[u8]) -> Result<EntryView<'_>, String> {
-    let (view, n_read): (EntryView<'_>, usize) =
-        bincode::serde::borrow_decode_from_slice(payload, config())
-            .map_err(|err| err.to_string())?;
-    if n_read != payload.len() {
-        return Err(format!("{} trailing bytes after the entry", payload.len() - n_read));
+    let mut r = Reader { bytes: payload, at: 0 };
+    let view = r.entry()?;
+    if r.at != payload.len() {
+        return Err(format!("{} trailing bytes after the entry", payload.len() - r.at));
     }
     Ok(view)
+}
+
+/// A cursor over an entry's bytes, in bincode's format (see the module docs).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Decoded<T> = Result<T, String>;
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
+        let taken = self.at.checked_add(n).and_then(|end| self.bytes.get(self.at..end));
+        let Some(taken) = taken else {
+            return Err(format!("entry ends early: {n} bytes wanted at offset {}", self.at));
+        };
+        self.at += n;
+        Ok(taken)
+    }
+
+    #[inline]
+    fn u8(&mut self) -> Decoded<u8> {
+        let [byte] = self.array()?;
+        Ok(byte)
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Decoded<[u8; N]> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Decoded<u64> {
+        match self.u8()? {
+            small @ 0..=250 => Ok(u64::from(small)),
+            251 => Ok(u64::from(u16::from_le_bytes(self.array()?))),
+            252 => Ok(u64::from(u32::from_le_bytes(self.array()?))),
+            253 => Ok(u64::from_le_bytes(self.array()?)),
+            marker => Err(format!("integer marker {marker} at offset {}", self.at - 1)),
+        }
+    }
+
+    #[inline]
+    fn i64(&mut self) -> Decoded<i64> {
+        let zigzag = self.varint()?;
+        Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+    }
+
+    /// An enum's variant index, below `n_variants`.
+    #[inline]
+    fn variant(&mut self, n_variants: u64, what: &str) -> Decoded<u64> {
+        let at = self.at;
+        match self.varint()? {
+            index if index < n_variants => Ok(index),
+            index => Err(format!("unknown {what} variant {index} at offset {at}")),
+        }
+    }
+
+    #[inline]
+    fn len(&mut self) -> Decoded<usize> {
+        let len = self.varint()?;
+        match usize::try_from(len) {
+            Ok(len) if len <= self.bytes.len() - self.at => Ok(len),
+            _ => Err(format!("length {len} at offset {} runs past the entry", self.at)),
+        }
+    }
+
+    #[inline]
+    fn bool(&mut self) -> Decoded<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(format!("bool byte {byte} at offset {}", self.at - 1)),
+        }
+    }
+
+    /// An `Option`'s tag: whether a value follows.
+    #[inline]
+    fn some(&mut self) -> Decoded<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(format!("option tag {byte} at offset {}", self.at - 1)),
+        }
+    }
+
+    #[inline]
+    fn bytes(&mut self) -> Decoded<&'a [u8]> {
+        let len = self.len()?;
+        self.take(len)
+    }
+
+    #[inline]
+    fn str(&mut self) -> Decoded<&'a str> {
+        let at = self.at;
+        std::str::from_utf8(self.bytes()?).map_err(|err| format!("string at offset {at}: {err}"))
+    }
+
+    #[inline]
+    fn timestamp(&mut self) -> Decoded<Timestamp> {
+        Ok(Timestamp(self.i64()?))
+    }
+
+    #[inline]
+    fn mpid(&mut self) -> Decoded<Mpid> {
+        let at = self.at;
+        Mpid::new(self.i64()?).ok_or_else(|| format!("MPID 0 at offset {at}"))
+    }
+
+    #[inline]
+    fn identity_type(&mut self) -> Decoded<IdentityType> {
+        let code = self.u8()?;
+        IdentityType::from_code(code).ok_or_else(|| format!("unknown identity type code {code}"))
+    }
+
+    #[inline]
+    fn identity(&mut self) -> Decoded<IdentityView<'a>> {
+        Ok(IdentityView { identity_type: self.identity_type()?, value: self.str()? })
+    }
+
+    /// A `Vec<Identity>`, walked over.
+    #[inline]
+    fn skip_identities(&mut self) -> Decoded<()> {
+        for _ in 0..self.len()? {
+            self.identity_type()?;
+            self.bytes()?;
+        }
+        Ok(())
+    }
+
+    /// An `Option<String>`, walked over.
+    #[inline]
+    fn skip_optional_string(&mut self) -> Decoded<()> {
+        if self.some()? {
+            self.bytes()?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self) -> Decoded<EntryView<'a>> {
+        let recorded_at = self.timestamp()?;
+        let request = self.request()?;
+        let n_events = self.len()?;
+        let mut events = SmallVec::with_capacity(n_events);
+        for _ in 0..n_events {
+            events.push(self.event()?);
+        }
+        let outcome = self.outcome()?;
+        Ok(EntryView { recorded_at, request, events, outcome })
+    }
+
+    fn request(&mut self) -> Decoded<RequestView<'a>> {
+        self.skip_optional_string()?; // request id
+        self.bytes()?; // workspace
+        let scope = self.str()?;
+        let environment = match self.variant(2, "environment")? {
+            0 => Environment::Production,
+            _ => Environment::Development,
+        };
+        self.skip_operation()?;
+        Ok(RequestView { scope, environment })
+    }
+
+    fn skip_operation(&mut self) -> Decoded<()> {
+        match self.variant(7, "operation")? {
+            // Identify, Login, Logout (an `IdentityRequest`).
+            0..=2 => {
+                self.skip_identities()?;
+                if self.some()? {
+                    self.mpid()?;
+                }
+            }
+            // Modify.
+            3 => {
+                self.mpid()?;
+                for _ in 0..self.len()? {
+                    self.identity_type()?;
+                    self.skip_optional_string()?;
+                    self.skip_optional_string()?;
+                }
+            }
+            // Alias.
+            4 => {
+                self.mpid()?;
+                self.mpid()?;
+                self.timestamp()?;
+                self.timestamp()?;
+            }
+            // AdminDetach, AdminSplit (an `AdminCorrection`).
+            _ => {
+                self.mpid()?;
+                self.skip_identities()?;
+                self.bytes()?; // actor
+                self.bytes()?; // reason
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self) -> Decoded<EventView<'a>> {
+        Ok(match self.variant(4, "event")? {
+            0 => EventView::ProfileCreated { mpid: self.mpid()? },
+            1 => EventView::IdentityAttached { mpid: self.mpid()?, identity: self.identity()? },
+            2 => EventView::IdentityDetached {
+                mpid: self.mpid()?,
+                identity: self.identity()?,
+                reason: match self.variant(4, "detach reason")? {
+                    0 => DetachReason::Modified,
+                    1 => DetachReason::MovedTo { mpid: self.mpid()? },
+                    2 => DetachReason::AdminDetached,
+                    _ => DetachReason::SplitTo { mpid: self.mpid()? },
+                },
+            },
+            _ => EventView::AliasRecorded {
+                source: self.mpid()?,
+                destination: self.mpid()?,
+                start: self.timestamp()?,
+                end: self.timestamp()?,
+            },
+        })
+    }
+
+    fn outcome(&mut self) -> Decoded<OutcomeView> {
+        let seen_mpid = match self.variant(5, "outcome")? {
+            // Resolved.
+            0 => {
+                let mpid = self.mpid()?;
+                self.bool()?; // is_logged_in
+                for _ in 0..self.len()? {
+                    self.identity_type()?; // matched
+                }
+                Some(mpid)
+            }
+            // Modified.
+            1 => Some(self.mpid()?),
+            // AliasAccepted.
+            2 => None,
+            // AliasIgnored.
+            3 => {
+                self.bytes()?;
+                None
+            }
+            // AdminApplied.
+            _ => {
+                if self.some()? {
+                    self.mpid()?;
+                }
+                None
+            }
+        };
+        Ok(OutcomeView { seen_mpid })
+    }
 }
 
 #[cfg(test)]

@@ -687,18 +687,18 @@ impl RecordBatch {
         (n > 0).then(|| Seq(self.first.0 + n - 1))
     }
 
-    /// Decodes each record as a borrowed [`EntryView`] and visits it, in order, until `visit`
-    /// breaks.
-    pub fn for_each_view(
-        &self,
-        mut visit: impl FnMut(Seq, &EntryView<'_>) -> ControlFlow<()>,
+    /// Decodes each record as an [`EntryView`] borrowing from the batch and visits it, in order,
+    /// until `visit` breaks.
+    pub fn for_each_view<'a>(
+        &'a self,
+        mut visit: impl FnMut(Seq, EntryView<'a>) -> ControlFlow<()>,
     ) -> Result<()> {
         let mut start = 0;
         for (offset, end) in self.ends.iter().enumerate() {
             let seq = Seq(self.first.0 + offset as u64);
             let payload = self.bytes.get(start..*end).unwrap_or_default();
             let view = codec::decode_view(payload).map_err(|err| undecodable(seq, err))?;
-            if visit(seq, &view).is_break() {
+            if visit(seq, view).is_break() {
                 break;
             }
             start = *end;

@@ -28,10 +28,7 @@ pub use identity::{
     IDENTITY_TYPE_COUNT, Identity, IdentityType, IdentityTypeSet, Mpid, MpidError,
     UnknownIdentityType,
 };
-pub use view::{
-    AdminCorrectionView, Dropped, EntryView, EventView, IdentityChangeView, IdentityRequestView,
-    IdentityView, OperationView, OutcomeView, RequestView, Skipped, StoredIdentity,
-};
+pub use view::{EntryView, EventView, IdentityView, OutcomeView, RequestView};
 
 #[cfg(any(test, feature = "arbitrary"))]
 pub mod arbitrary;

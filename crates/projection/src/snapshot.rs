@@ -179,8 +179,8 @@ impl Projection {
         }
         w.count(self.aliases.len());
         for alias in &self.aliases {
-            w.u32(self.mpid_index[&alias.source].0);
-            w.u32(self.mpid_index[&alias.destination].0);
+            w.u32(self.profile_id(alias.source).expect("an alias names known profiles").0);
+            w.u32(self.profile_id(alias.destination).expect("an alias names known profiles").0);
             w.i64(alias.start.0);
             w.i64(alias.end.0);
             w.u64(alias.seq.0);
@@ -305,7 +305,7 @@ fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), 
         let created = Timestamp(r.i64()?);
         let last_seen = Timestamp(r.i64()?);
         let flags = r.u8()?;
-        if projection.mpid_index.insert(mpid, ProfileId(idx as u32)).is_some() {
+        if projection.profile_id(mpid).is_some() {
             return Err(bad(format!("duplicate MPID {mpid}")));
         }
         projection.profiles.push(Profile {
@@ -319,6 +319,7 @@ fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), 
             was_alias_source: flags & 1 != 0,
             was_alias_destination: flags & 2 != 0,
         });
+        projection.index_mpid(mpid, ProfileId(idx as u32));
     }
     Ok(())
 }
