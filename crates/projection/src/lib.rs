@@ -345,19 +345,29 @@ impl Projection {
     /// optimisation: skipping it changes no result.
     pub fn warm_up(&self, entry: &EntryView<'_>) {
         let mut touched = 0u64;
-        let mut touch_profile = |mpid: Mpid| {
+        // A profile's record and, when a lookup edge will be added or removed, its graph node.
+        let mut touch_profile = |mpid: Mpid, node_too: bool| {
             if let Some(profile) = self.profile_id(mpid) {
-                touched ^= self.profiles[profile.0 as usize].last_seen.0 as u64;
+                let profile = &self.profiles[profile.0 as usize];
+                touched ^= profile.last_seen.0 as u64;
+                if node_too {
+                    touched ^= self.graph.node_weight(profile.node).map_or(0, |n| n.0.into());
+                }
             }
         };
         if let Some(mpid) = entry.outcome.seen_mpid() {
-            touch_profile(mpid);
+            touch_profile(mpid, false);
         }
         for event in &entry.events {
-            if let EventView::IdentityAttached { mpid, .. }
-            | EventView::IdentityDetached { mpid, .. } = event
-            {
-                touch_profile(*mpid);
+            match event {
+                // The slot a new profile's MPID will take.
+                EventView::ProfileCreated { mpid } => touch_profile(*mpid, false),
+                EventView::IdentityAttached { mpid, .. }
+                | EventView::IdentityDetached { mpid, .. } => touch_profile(*mpid, true),
+                EventView::AliasRecorded { source, destination, .. } => {
+                    touch_profile(*source, true);
+                    touch_profile(*destination, true);
+                }
             }
         }
         let (scope, environment) = (entry.request.scope, entry.request.environment);
