@@ -54,7 +54,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
 /// UTF-8 (the record's checksum already vouches for them; [`decode`] checks everything).
 pub(crate) fn decode_view(payload: &[u8]) -> Result<EntryView<'_>, String> {
     let mut r = Reader { bytes: payload, at: 0 };
-    let view = r.entry()?;
+    let view = r.entry().map_err(|err| err.to_string())?;
     if r.at != payload.len() {
         return Err(format!("{} trailing bytes after the entry", payload.len() - r.at));
     }
@@ -67,14 +67,33 @@ struct Reader<'a> {
     at: usize,
 }
 
-type Decoded<T> = Result<T, String>;
+/// What is wrong with a record a view is decoded from, and where: cheap to build (no message until
+/// it is displayed), so the reader's small functions stay small enough to inline.
+#[derive(Debug)]
+struct Malformed {
+    what: &'static str,
+    value: u64,
+    at: usize,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} at offset {}", self.what, self.value, self.at)
+    }
+}
+
+type Decoded<T> = Result<T, Malformed>;
+
+fn malformed<T>(what: &'static str, value: impl Into<u64>, at: usize) -> Decoded<T> {
+    Err(Malformed { what, value: value.into(), at })
+}
 
 impl<'a> Reader<'a> {
     #[inline]
     fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
         let taken = self.at.checked_add(n).and_then(|end| self.bytes.get(self.at..end));
         let Some(taken) = taken else {
-            return Err(format!("entry ends early: {n} bytes wanted at offset {}", self.at));
+            return malformed("entry ends early: bytes wanted", n as u64, self.at);
         };
         self.at += n;
         Ok(taken)
@@ -100,7 +119,7 @@ impl<'a> Reader<'a> {
             251 => Ok(u64::from(u16::from_le_bytes(self.array()?))),
             252 => Ok(u64::from(u32::from_le_bytes(self.array()?))),
             253 => Ok(u64::from_le_bytes(self.array()?)),
-            marker => Err(format!("integer marker {marker} at offset {}", self.at - 1)),
+            marker => malformed("integer marker", marker, self.at - 1),
         }
     }
 
@@ -112,11 +131,11 @@ impl<'a> Reader<'a> {
 
     /// An enum's variant index, below `n_variants`.
     #[inline]
-    fn variant(&mut self, n_variants: u64, what: &str) -> Decoded<u64> {
+    fn variant(&mut self, n_variants: u64, what: &'static str) -> Decoded<u64> {
         let at = self.at;
         match self.varint()? {
             index if index < n_variants => Ok(index),
-            index => Err(format!("unknown {what} variant {index} at offset {at}")),
+            index => malformed(what, index, at),
         }
     }
 
@@ -125,7 +144,7 @@ impl<'a> Reader<'a> {
         let len = self.varint()?;
         match usize::try_from(len) {
             Ok(len) if len <= self.bytes.len() - self.at => Ok(len),
-            _ => Err(format!("length {len} at offset {} runs past the entry", self.at)),
+            _ => malformed("length past the end of the entry", len, self.at),
         }
     }
 
@@ -134,7 +153,7 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            byte => Err(format!("bool byte {byte} at offset {}", self.at - 1)),
+            byte => malformed("bool byte", byte, self.at - 1),
         }
     }
 
@@ -144,7 +163,7 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            byte => Err(format!("option tag {byte} at offset {}", self.at - 1)),
+            byte => malformed("option tag", byte, self.at - 1),
         }
     }
 
@@ -157,7 +176,9 @@ impl<'a> Reader<'a> {
     #[inline]
     fn str(&mut self) -> Decoded<&'a str> {
         let at = self.at;
-        std::str::from_utf8(self.bytes()?).map_err(|err| format!("string at offset {at}: {err}"))
+        let bytes = self.bytes()?;
+        std::str::from_utf8(bytes)
+            .or_else(|_| malformed("not UTF-8: string of length", bytes.len() as u64, at))
     }
 
     #[inline]
@@ -168,13 +189,14 @@ impl<'a> Reader<'a> {
     #[inline]
     fn mpid(&mut self) -> Decoded<Mpid> {
         let at = self.at;
-        Mpid::new(self.i64()?).ok_or_else(|| format!("MPID 0 at offset {at}"))
+        Mpid::new(self.i64()?).map_or_else(|| malformed("MPID", 0u8, at), Ok)
     }
 
     #[inline]
     fn identity_type(&mut self) -> Decoded<IdentityType> {
         let code = self.u8()?;
-        IdentityType::from_code(code).ok_or_else(|| format!("unknown identity type code {code}"))
+        IdentityType::from_code(code)
+            .map_or_else(|| malformed("identity type code", code, self.at - 1), Ok)
     }
 
     #[inline]
@@ -217,7 +239,7 @@ impl<'a> Reader<'a> {
         self.skip_optional_string()?; // request id
         self.bytes()?; // workspace
         let scope = self.str()?;
-        let environment = match self.variant(2, "environment")? {
+        let environment = match self.variant(2, "unknown environment variant")? {
             0 => Environment::Production,
             _ => Environment::Development,
         };
@@ -226,7 +248,7 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_operation(&mut self) -> Decoded<()> {
-        match self.variant(7, "operation")? {
+        match self.variant(7, "unknown operation variant")? {
             // Identify, Login, Logout (an `IdentityRequest`).
             0..=2 => {
                 self.skip_identities()?;
@@ -262,13 +284,13 @@ impl<'a> Reader<'a> {
     }
 
     fn event(&mut self) -> Decoded<EventView<'a>> {
-        Ok(match self.variant(4, "event")? {
+        Ok(match self.variant(4, "unknown event variant")? {
             0 => EventView::ProfileCreated { mpid: self.mpid()? },
             1 => EventView::IdentityAttached { mpid: self.mpid()?, identity: self.identity()? },
             2 => EventView::IdentityDetached {
                 mpid: self.mpid()?,
                 identity: self.identity()?,
-                reason: match self.variant(4, "detach reason")? {
+                reason: match self.variant(4, "unknown detach reason variant")? {
                     0 => DetachReason::Modified,
                     1 => DetachReason::MovedTo { mpid: self.mpid()? },
                     2 => DetachReason::AdminDetached,
@@ -285,7 +307,7 @@ impl<'a> Reader<'a> {
     }
 
     fn outcome(&mut self) -> Decoded<OutcomeView> {
-        let seen_mpid = match self.variant(5, "outcome")? {
+        let seen_mpid = match self.variant(5, "unknown outcome variant")? {
             // Resolved.
             0 => {
                 let mpid = self.mpid()?;
@@ -360,5 +382,28 @@ mod tests {
         let mut bytes = encode(&entry).unwrap();
         bytes.push(0);
         assert!(decode(&bytes).unwrap_err().contains("trailing"));
+        assert!(decode_view(&bytes).unwrap_err().contains("trailing"));
+    }
+
+    #[test]
+    fn a_damaged_view_says_what_is_wrong_and_where() {
+        let entry = proptest::strategy::ValueTree::current(
+            &arbitrary::entry()
+                .new_tree(&mut proptest::test_runner::TestRunner::deterministic())
+                .unwrap(),
+        );
+        let bytes = encode(&entry).unwrap();
+        let err = decode_view(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(
+            (err.contains("ends early") || err.contains("past the end"))
+                && err.contains("at offset"),
+            "{err}"
+        );
+        // The request id's `Option` tag is the byte after the timestamp.
+        let mut bytes = bytes;
+        let tag_at = if bytes[0] < 251 { 1 } else { 1 + [2, 4, 8][usize::from(bytes[0] - 251)] };
+        bytes[tag_at] = 7;
+        let err = decode_view(&bytes).unwrap_err();
+        assert_eq!(err, format!("option tag 7 at offset {tag_at}"));
     }
 }
