@@ -9,14 +9,16 @@
 //! - **Derived state.** Nothing writes here except [`Projection::apply`]; replaying the log from
 //!   sequence 1 rebuilds the projection exactly ([`Projection::content_digest`] proves it).
 //! - **Sans-IO and deterministic.** No files, clocks, threads or randomness that reaches a result.
-//!   Hash tables (hashbrown, randomly seeded against hash flooding) are only probed, never iterated;
-//!   every list returned is sorted.
+//!   The hash tables ([`table`]: the interner's and the MPID index, hashed by hashbrown's randomly
+//!   seeded hasher against hash flooding) are only probed, never iterated; every list returned is
+//!   sorted.
 //! - **Bad data is a diagnostic**, with its sequence, never a panic or a silent skip.
 //! - petgraph indices stay inside: the API speaks [`ProfileId`], [`IdentityId`], [`WorldId`].
 //!
 //! ## Memory
 //! Identity strings are interned once in one arena ([`interner`]); node and edge indices are 32-bit.
 //! Identity nodes are never removed (a detached identity keeps its node and id), so ids are stable.
+//! Vectors double as they grow; [`Projection::shrink_to_fit`] drops the slack after a replay.
 
 #[cfg(feature = "generate")]
 pub mod generate;
