@@ -703,6 +703,25 @@ impl Projection {
         identities
     }
 
+    /// How many identities of `identity_type` `profile` holds now (the resolver's guardrail
+    /// count). Walks the profile's lookups only when it holds that type at all, and never sorts:
+    /// a busy profile can hold hundreds of identities, and this runs for every identity a
+    /// request would attach.
+    pub fn n_identities_of_type(&self, profile: ProfileId, identity_type: IdentityType) -> usize {
+        let profile = &self.profiles[profile.0 as usize];
+        if !profile.types.contains(identity_type) {
+            return 0;
+        }
+        self.graph
+            .edges_directed(profile.node, Incoming)
+            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
+            .filter(|edge| match self.graph[edge.source()].unpack() {
+                Node::Identity(identity) => self.interner.identity_type(identity) == identity_type,
+                Node::Profile(_) => false,
+            })
+            .count()
+    }
+
     /// The identities of `profile` as owned values, sorted by type then value.
     pub fn identities_of_sorted(&self, profile: ProfileId) -> Vec<Identity> {
         let mut identities: Vec<Identity> = self

@@ -175,6 +175,25 @@ fn generated_logs_are_valid_and_snapshots_round_trip() {
 }
 
 #[test]
+fn the_guardrail_count_agrees_with_the_profiles_identities() {
+    // Detaches, moves and attaches across 5,000 entries: the count must follow all of them.
+    let projection = fold(&generated(11, 5_000));
+    let mut n_checked_nonzero = 0;
+    for profile in (0..projection.n_profiles() as u32).map(crate::ProfileId) {
+        for &identity_type in idgraph_model::IdentityType::ALL {
+            let expected = projection
+                .identities_of(profile)
+                .iter()
+                .filter(|id| projection.identity(**id).0 == identity_type)
+                .count();
+            assert_eq!(projection.n_identities_of_type(profile, identity_type), expected);
+            n_checked_nonzero += usize::from(expected > 0);
+        }
+    }
+    assert!(n_checked_nonzero > 1_000, "the log exercises the count: {n_checked_nonzero}");
+}
+
+#[test]
 fn damaged_snapshots_are_rejected_not_loaded() {
     let bytes = fold(&generated(3, 500)).to_snapshot();
     for cut in [0, 7, 8, 100, bytes.len() - 1] {

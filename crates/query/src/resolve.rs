@@ -414,12 +414,8 @@ fn attachable(
         return false;
     }
     let Some(profile) = target else { return true };
-    let n_of_type = projection
-        .identities_of(profile)
-        .iter()
-        .filter(|id| projection.identity_type(**id) == identity_type)
-        .count();
-    n_of_type < config.guardrails.identities_per_type_max as usize
+    projection.n_identities_of_type(profile, identity_type)
+        < config.guardrails.identities_per_type_max as usize
 }
 
 /// The anonymous profile a Profile Link login came from, for `auto_alias`.
