@@ -3,9 +3,11 @@
 //! inside the window), so it obeys the same rule as everything else: the log is the truth.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use idgraph_log::Log;
 use idgraph_model::Timestamp;
 use idgraph_query::Answer;
@@ -16,13 +18,18 @@ use crate::answer::answer_of;
 /// memory a flood of unique ids can take.
 pub const IDEMPOTENCY_IDS_MAX: usize = 1_000_000;
 
-/// A borrowed (workspace, request id) key: hashes like the owned tuple, so lookups allocate nothing.
-#[derive(Hash)]
-struct KeyRef<'a>(&'a str, &'a str);
+/// A remembered (workspace, request id): both strings in one allocation, shared by the table and
+/// the expiry queue, so remembering an answer allocates once.
+#[derive(Debug, Clone)]
+struct Key {
+    /// The workspace followed by the request id.
+    joined: Arc<str>,
+    workspace_len: usize,
+}
 
-impl hashbrown::Equivalent<(String, String)> for KeyRef<'_> {
-    fn equivalent(&self, key: &(String, String)) -> bool {
-        self.0 == key.0 && self.1 == key.1
+impl Key {
+    fn parts(&self) -> (&str, &str) {
+        self.joined.split_at(self.workspace_len)
     }
 }
 
@@ -30,14 +37,24 @@ impl hashbrown::Equivalent<(String, String)> for KeyRef<'_> {
 pub(crate) struct IdempotencyIndex {
     window_micros: i64,
     /// (workspace, request id) → answer. Probed only, never iterated.
-    answers: HashMap<(String, String), Answer>,
+    answers: HashTable<(Key, Answer)>,
+    /// Randomly seeded: request ids come from clients.
+    hasher: DefaultHashBuilder,
     /// Insertion order with times, for expiry.
-    order: VecDeque<(Timestamp, (String, String))>,
+    order: VecDeque<(Timestamp, Key)>,
+    /// Where a new key is joined before it is copied into its one allocation.
+    scratch: String,
 }
 
 impl IdempotencyIndex {
     pub(crate) fn new(window_micros: i64) -> IdempotencyIndex {
-        IdempotencyIndex { window_micros, answers: HashMap::new(), order: VecDeque::new() }
+        IdempotencyIndex {
+            window_micros,
+            answers: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            order: VecDeque::new(),
+            scratch: String::new(),
+        }
     }
 
     /// Rebuilds the index from the entries recorded within the window before `last_time`.
@@ -62,8 +79,14 @@ impl IdempotencyIndex {
         Ok(index)
     }
 
+    fn hash(&self, workspace: &str, request_id: &str) -> u64 {
+        self.hasher.hash_one((workspace, request_id))
+    }
+
     pub(crate) fn get(&self, workspace: &str, request_id: &str) -> Option<&Answer> {
-        self.answers.get(&KeyRef(workspace, request_id))
+        let hash = self.hash(workspace, request_id);
+        let found = self.answers.find(hash, |(key, _)| key.parts() == (workspace, request_id));
+        found.map(|(_, answer)| answer)
     }
 
     pub(crate) fn insert(
@@ -73,7 +96,6 @@ impl IdempotencyIndex {
         time: Timestamp,
         answer: Answer,
     ) {
-        let key = (workspace.to_owned(), request_id.to_owned());
         while let Some((oldest, _)) = self.order.front() {
             if oldest.0 >= time.0.saturating_sub(self.window_micros)
                 && self.order.len() < IDEMPOTENCY_IDS_MAX
@@ -81,10 +103,70 @@ impl IdempotencyIndex {
                 break;
             }
             let (_, expired) = self.order.pop_front().expect("front exists");
-            self.answers.remove(&expired);
+            let (expired_workspace, expired_id) = expired.parts();
+            let hash = self.hash(expired_workspace, expired_id);
+            if let Ok(slot) =
+                self.answers.find_entry(hash, |(key, _)| Arc::ptr_eq(&key.joined, &expired.joined))
+            {
+                slot.remove();
+            }
         }
-        if self.answers.insert(key.clone(), answer).is_none() {
-            self.order.push_back((time, key));
+        let hash = self.hash(workspace, request_id);
+        if let Some((_, remembered)) =
+            self.answers.find_mut(hash, |(key, _)| key.parts() == (workspace, request_id))
+        {
+            *remembered = answer;
+            return;
         }
+        self.scratch.clear();
+        self.scratch.push_str(workspace);
+        self.scratch.push_str(request_id);
+        let key = Key { joined: Arc::from(self.scratch.as_str()), workspace_len: workspace.len() };
+        let hasher = &self.hasher;
+        self.answers.insert_unique(hash, (key.clone(), answer), |(key, _)| {
+            let (workspace, request_id) = key.parts();
+            hasher.hash_one((workspace, request_id))
+        });
+        self.order.push_back((time, key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use idgraph_model::Mpid;
+
+    use super::*;
+
+    fn answer(n: i64) -> Answer {
+        Answer::Modified { mpid: Mpid::new(n).unwrap(), change_results: Vec::new() }
+    }
+
+    fn mpid_of(answer: Option<&Answer>) -> Option<Mpid> {
+        match answer {
+            Some(Answer::Modified { mpid, .. }) => Some(*mpid),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn remembers_by_workspace_and_id_within_the_window() {
+        let mut index = IdempotencyIndex::new(100);
+        index.insert("ab", "c", Timestamp(0), answer(1));
+        index.insert("a", "bc", Timestamp(10), answer(2));
+        assert_eq!(mpid_of(index.get("ab", "c")), Mpid::new(1));
+        assert_eq!(mpid_of(index.get("a", "bc")), Mpid::new(2), "the split matters");
+        assert!(index.get("abc", "").is_none());
+        // Past the window the oldest is forgotten, the newer one is kept.
+        index.insert("x", "y", Timestamp(105), answer(3));
+        assert!(index.get("ab", "c").is_none());
+        assert_eq!(mpid_of(index.get("a", "bc")), Mpid::new(2));
+        assert_eq!(mpid_of(index.get("x", "y")), Mpid::new(3));
+        // Remembering an id again replaces its answer and keeps one expiry slot.
+        index.insert("x", "y", Timestamp(106), answer(4));
+        assert_eq!(mpid_of(index.get("x", "y")), Mpid::new(4));
+        assert_eq!(index.order.len(), 2);
+        index.insert("z", "z", Timestamp(1_000), answer(5));
+        assert!(index.get("x", "y").is_none() && index.get("a", "bc").is_none());
+        assert_eq!(index.answers.len(), 1);
     }
 }
