@@ -160,6 +160,11 @@ impl IdentityTypeSet {
         self.0 |= 1 << identity_type.code();
     }
 
+    /// Removes `identity_type` from the set.
+    pub fn remove(&mut self, identity_type: IdentityType) {
+        self.0 &= !(1 << identity_type.code());
+    }
+
     /// Whether the two sets share a member (one AND, not a walk over the types).
     pub const fn intersects(self, other: IdentityTypeSet) -> bool {
         self.0 & other.0 != 0

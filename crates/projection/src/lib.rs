@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::BuildHasher;
 
-use hashbrown::DefaultHashBuilder;
+use hashbrown::{DefaultHashBuilder, HashMap};
 use idgraph_model::{
     DetachReason, Entry, EntryView, Environment, Event, EventView, Identity, IdentityType,
     IdentityTypeSet, IdentityView, Mpid, Seq, Timestamp,
@@ -48,6 +48,11 @@ use crate::table::ProbeTable;
 /// A world: one identity scope in one environment. Nothing resolves across worlds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorldId(pub(crate) u16);
+
+/// The key of a (profile, identity type) pair in `Projection::shared_types`.
+fn type_pair(profile: ProfileId, identity_type: IdentityType) -> u64 {
+    u64::from(profile.0) << 8 | u64::from(identity_type.code())
+}
 
 /// A profile, by its dense index in the projection (stable for the projection's life, and the same
 /// after a replay of the same log).
@@ -101,8 +106,8 @@ enum Node {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Edge {
-    /// identity → profile: the identity looks the profile up.
-    LooksUp,
+    /// identity → profile: the identity (of this type) looks the profile up.
+    LooksUp(IdentityType),
     /// source → destination, with the index of the alias record.
     Alias(u32),
 }
@@ -111,11 +116,14 @@ enum Edge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PackedNode(u32);
 
-/// An [`Edge`] in 4 bytes (`u32::MAX` is a lookup), so a graph edge costs 20 bytes, not 24.
+/// An [`Edge`] in 4 bytes, so a graph edge costs 20 bytes, not 24: from [`LOOKUP_BASE`] up a
+/// lookup, whose low byte is the identity's type code (so a profile's identities of one type are
+/// counted from its edges alone), below it an alias record's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PackedEdge(u32);
 
 const PROFILE_BIT: u32 = 1 << 31;
+const LOOKUP_BASE: u32 = 0xFFFF_FF00;
 
 impl Node {
     fn pack(self) -> PackedNode {
@@ -145,9 +153,11 @@ impl PackedNode {
 impl Edge {
     fn pack(self) -> PackedEdge {
         match self {
-            Edge::LooksUp => PackedEdge(u32::MAX),
+            Edge::LooksUp(identity_type) => {
+                PackedEdge(LOOKUP_BASE | u32::from(identity_type.code()))
+            }
             Edge::Alias(idx) => {
-                assert!(idx < u32::MAX, "alias indices stay below u32::MAX");
+                assert!(idx < LOOKUP_BASE, "alias indices stay below 0xFFFF_FF00");
                 PackedEdge(idx)
             }
         }
@@ -156,7 +166,20 @@ impl Edge {
 
 impl PackedEdge {
     fn unpack(self) -> Edge {
-        if self.0 == u32::MAX { Edge::LooksUp } else { Edge::Alias(self.0) }
+        match self.lookup_type() {
+            Some(identity_type) => Edge::LooksUp(identity_type),
+            None => Edge::Alias(self.0),
+        }
+    }
+
+    fn is_lookup(self) -> bool {
+        self.0 >= LOOKUP_BASE
+    }
+
+    /// The identity type of a lookup edge (`None` for an alias).
+    fn lookup_type(self) -> Option<IdentityType> {
+        let code = u8::try_from(self.0.checked_sub(LOOKUP_BASE)?).ok()?;
+        Some(IdentityType::from_code(code).expect("packed from a valid type"))
     }
 }
 
@@ -232,6 +255,10 @@ pub struct Projection {
     mpid_index: ProbeTable,
     /// The MPID index's hasher (randomly seeded).
     mpid_hasher: DefaultHashBuilder,
+    /// How many identities of one type a profile holds, for the (profile, type) pairs with two or
+    /// more ([`type_pair`]); a profile's `types` says which have one. Keeps the resolver's
+    /// guardrail count and a detach O(1) however many identities a profile holds. Probed only.
+    shared_types: HashMap<u64, u32>,
     aliases: Vec<AliasRecord>,
     last_seq: Seq,
     last_time: Timestamp,
@@ -531,11 +558,34 @@ impl Projection {
         if self.find_lookup_edge(identity_node, profile_node).is_some() {
             return self.diagnose(seq, format!("{identity} attached twice"));
         }
-        self.add_edge(identity_node, profile_node, Edge::LooksUp);
+        self.add_edge(identity_node, profile_node, Edge::LooksUp(identity.identity_type));
         self.note_lookup_added(identity_id, profile);
-        let profile = &mut self.profiles[profile.0 as usize];
-        profile.types.insert(identity.identity_type);
-        profile.n_identities += 1;
+        self.note_type_added(profile, identity.identity_type);
+    }
+
+    /// Counts one more identity of `identity_type` on `profile`.
+    fn note_type_added(&mut self, profile: ProfileId, identity_type: IdentityType) {
+        let record = &mut self.profiles[profile.0 as usize];
+        record.n_identities += 1;
+        if record.types.contains(identity_type) {
+            *self.shared_types.entry(type_pair(profile, identity_type)).or_insert(1) += 1;
+        } else {
+            record.types.insert(identity_type);
+        }
+    }
+
+    /// Counts one identity of `identity_type` fewer on `profile`.
+    fn note_type_removed(&mut self, profile: ProfileId, identity_type: IdentityType) {
+        let record = &mut self.profiles[profile.0 as usize];
+        record.n_identities -= 1;
+        let pair = type_pair(profile, identity_type);
+        match self.shared_types.get_mut(&pair) {
+            Some(n) if *n > 2 => *n -= 1,
+            Some(_) => {
+                self.shared_types.remove(&pair);
+            }
+            None => record.types.remove(identity_type),
+        }
     }
 
     /// Keeps the interner's profile hint right after a lookup edge was added.
@@ -580,14 +630,7 @@ impl Projection {
         if let Some(identity_id) = identity_id {
             self.refresh_hint(identity_id);
         }
-        let types = self.identity_types_of(profile);
-        let profile = &mut self.profiles[profile.0 as usize];
-        profile.n_identities -= 1;
-        profile.types = types;
-    }
-
-    fn identity_types_of(&self, profile: ProfileId) -> IdentityTypeSet {
-        self.identities_of(profile).iter().map(|id| self.interner.identity_type(*id)).collect()
+        self.note_type_removed(profile, identity.identity_type);
     }
 
     fn find_lookup_edge(
@@ -598,7 +641,7 @@ impl Projection {
         // An identity looks up few profiles, so a scan of its outgoing edges is cheap.
         self.graph
             .edges_directed(identity, Outgoing)
-            .find(|edge| edge.target() == profile && edge.weight().unpack() == Edge::LooksUp)
+            .find(|edge| edge.target() == profile && edge.weight().is_lookup())
             .map(|edge| edge.id())
     }
 
@@ -677,7 +720,7 @@ impl Projection {
         let mut profiles: SmallVec<[ProfileId; 4]> = self
             .graph
             .edges_directed(node, Outgoing)
-            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
+            .filter(|edge| edge.weight().is_lookup())
             .filter_map(|edge| match self.graph[edge.target()].unpack() {
                 Node::Profile(profile) => Some(profile),
                 Node::Identity(_) => None,
@@ -693,7 +736,7 @@ impl Projection {
         let mut identities: SmallVec<[IdentityId; 8]> = self
             .graph
             .edges_directed(node, Incoming)
-            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
+            .filter(|edge| edge.weight().is_lookup())
             .filter_map(|edge| match self.graph[edge.source()].unpack() {
                 Node::Identity(identity) => Some(identity),
                 Node::Profile(_) => None,
@@ -704,22 +747,13 @@ impl Projection {
     }
 
     /// How many identities of `identity_type` `profile` holds now (the resolver's guardrail
-    /// count). Walks the profile's lookups only when it holds that type at all, and never sorts:
-    /// a busy profile can hold hundreds of identities, and this runs for every identity a
-    /// request would attach.
+    /// count, for every identity a request would attach). O(1): a busy profile can hold hundreds
+    /// of identities.
     pub fn n_identities_of_type(&self, profile: ProfileId, identity_type: IdentityType) -> usize {
-        let profile = &self.profiles[profile.0 as usize];
-        if !profile.types.contains(identity_type) {
+        if !self.profiles[profile.0 as usize].types.contains(identity_type) {
             return 0;
         }
-        self.graph
-            .edges_directed(profile.node, Incoming)
-            .filter(|edge| edge.weight().unpack() == Edge::LooksUp)
-            .filter(|edge| match self.graph[edge.source()].unpack() {
-                Node::Identity(identity) => self.interner.identity_type(identity) == identity_type,
-                Node::Profile(_) => false,
-            })
-            .count()
+        self.shared_types.get(&type_pair(profile, identity_type)).map_or(1, |n| *n as usize)
     }
 
     /// The identities of `profile` as owned values, sorted by type then value.
@@ -808,7 +842,7 @@ impl Projection {
             .edges_directed(node, Outgoing)
             .filter_map(|edge| match edge.weight().unpack() {
                 Edge::Alias(idx) => Some(self.aliases[idx as usize]),
-                Edge::LooksUp => None,
+                Edge::LooksUp(_) => None,
             })
             .collect();
         records.sort_by_key(|record| record.seq);
@@ -840,6 +874,7 @@ impl Projection {
         self.interner.shrink_to_fit();
         self.profiles.shrink_to_fit();
         self.mpid_index.shrink_to_fit();
+        self.shared_types.shrink_to_fit();
         self.aliases.shrink_to_fit();
     }
 
@@ -852,6 +887,7 @@ impl Projection {
             ("interner", self.interner.heap_bytes()),
             ("profiles", self.profiles.capacity() * size_of::<Profile>()),
             ("mpid index", self.mpid_index.capacity() * size_of::<u64>()),
+            ("shared types", self.shared_types.capacity() * (size_of::<(u64, u32)>() + 1)),
             ("aliases", self.aliases.capacity() * size_of::<AliasRecord>()),
         ]
     }
@@ -865,6 +901,7 @@ impl Projection {
             + self.interner.heap_bytes()
             + self.profiles.capacity() * size_of::<Profile>()
             + self.mpid_index.capacity() * size_of::<u64>()
+            + self.shared_types.capacity() * (size_of::<(u64, u32)>() + 1)
     }
 }
 

@@ -164,7 +164,7 @@ impl Projection {
             .graph
             .raw_edges()
             .iter()
-            .filter(|edge| edge.weight.unpack() == Edge::LooksUp)
+            .filter(|edge| edge.weight.is_lookup())
             .map(|edge| {
                 match (self.graph[edge.source()].unpack(), self.graph[edge.target()].unpack()) {
                     (Node::Identity(identity), Node::Profile(profile)) => (identity.0, profile.0),
@@ -375,11 +375,9 @@ fn load_lookups(
             return Err(bad("duplicate lookup"));
         }
         let identity_type = projection.interner.resolve(identity).identity_type;
-        projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp.pack());
+        projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp(identity_type).pack());
         projection.note_lookup_added(identity, ProfileId(profile as u32));
-        let profile = &mut projection.profiles[profile];
-        profile.types.insert(identity_type);
-        profile.n_identities += 1;
+        projection.note_type_added(ProfileId(profile as u32), identity_type);
     }
     Ok(())
 }
