@@ -76,6 +76,8 @@ struct Report {
     unresolved: u64,
     peak_rss_bytes: Option<u64>,
     log_bytes: Option<u64>,
+    /// The projection's heap bytes in use ([`idgraph_projection::Projection::heap_bytes_in_use`])
+    /// per identity.
     bytes_per_identity: Option<f64>,
 }
 
@@ -424,9 +426,9 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
     for histogram in &histograms {
         latency.add(histogram).expect("same bounds");
     }
-    let bytes_per_identity = engine
-        .as_ref()
-        .map(|e| e.with_projection(|p| p.heap_bytes() as f64 / p.n_identities().max(1) as f64));
+    let bytes_per_identity = engine.as_ref().map(|e| {
+        e.with_projection(|p| p.heap_bytes_in_use() as f64 / p.n_identities().max(1) as f64)
+    });
     if let Some(engine) = engine {
         engine.close().map_err(|err| anyhow::anyhow!("{err}"))?;
     }

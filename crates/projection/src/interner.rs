@@ -195,6 +195,11 @@ impl Interner {
         self.table.shrink_to_fit();
     }
 
+    /// Heap bytes written: the arena's length and the whole table.
+    pub(crate) fn heap_bytes_in_use(&self) -> usize {
+        self.arena.len() + self.table.capacity() * std::mem::size_of::<u64>()
+    }
+
     /// Heap bytes held, for memory accounting.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.table.capacity() * std::mem::size_of::<u64>()
