@@ -98,8 +98,8 @@ impl Prefix {
 }
 
 /// The index keys of one entry, sorted and without duplicates.
-pub fn index_keys(entry: &Entry) -> Vec<IndexKey> {
-    let mut keys = Vec::with_capacity(entry.events.len() + 1);
+pub fn index_keys(entry: &Entry) -> IndexKeys {
+    let mut keys = IndexKeys::new();
     for event in &entry.events {
         match event {
             Event::ProfileCreated { mpid } => keys.push(IndexKey::ProfileChanged(*mpid)),
@@ -123,6 +123,9 @@ pub fn index_keys(entry: &Entry) -> Vec<IndexKey> {
     keys.dedup();
     keys
 }
+
+/// An entry's index keys: most entries have at most four, kept inline.
+pub type IndexKeys = smallvec::SmallVec<[IndexKey; 4]>;
 
 /// The sequence at the end of a stored index key, if it is one.
 pub(crate) fn seq_of_stored(key: &[u8]) -> Option<Seq> {

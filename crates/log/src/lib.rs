@@ -44,9 +44,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use idgraph_model::{Entry, EntryView, Seq, Timestamp};
+use smallvec::SmallVec;
 
 pub use crate::error::{Error, Result};
-pub use crate::index::{IndexKey, index_keys};
+pub use crate::index::{IndexKey, IndexKeys, index_keys};
 pub use crate::memory::FaultSwitch;
 use crate::storage::{Storage, StorageError, StoredRecord};
 
@@ -138,6 +139,9 @@ struct WriterState {
     /// Framed records with assigned sequences, not yet handed to a leader. Contiguous, starting at
     /// `written_seq + 1` (or after the batch a leader is writing).
     queue: Vec<StoredRecord>,
+    /// The vector of the last batch written, emptied, kept to become the next `queue`: the queue
+    /// then grows without reallocating.
+    spare: Vec<StoredRecord>,
     /// Whether anything in `queue` asked for [`Durability::Synced`].
     queue_wants_sync: bool,
     /// Whether some appender is writing a batch right now (with the lock released).
@@ -189,6 +193,7 @@ impl Log {
             next_seq: last_seq.next(),
             last_time,
             queue: Vec::new(),
+            spare: Vec::new(),
             queue_wants_sync: false,
             leader_active: false,
             written_seq: last_seq,
@@ -236,7 +241,7 @@ impl Log {
             });
         }
         // Encoding and the payload checksum happen before taking the lock.
-        let mut encoded = Vec::with_capacity(entries.len());
+        let mut encoded: SmallVec<[_; 1]> = SmallVec::with_capacity(entries.len());
         for entry in entries {
             let payload = codec::encode(entry).map_err(|reason| Error::Rejected { reason })?;
             let payload_crc = crc32c::crc32c(&payload);
@@ -311,16 +316,22 @@ impl Log {
         &'a self,
         mut writer: MutexGuard<'a, WriterState>,
     ) -> MutexGuard<'a, WriterState> {
-        let batch = std::mem::take(&mut writer.queue);
+        let spare = std::mem::take(&mut writer.spare);
+        let mut batch = std::mem::replace(&mut writer.queue, spare);
         let sync = std::mem::take(&mut writer.queue_wants_sync);
         writer.leader_active = true;
         drop(writer);
 
         let batch_last = batch.last().map(|record| record.seq).unwrap_or_default();
+        let n_written = batch.len();
         let res = self.storage.write(&batch, sync);
+        batch.clear(); // Frees the records outside the lock.
 
         let mut writer = self.lock_writer();
         writer.leader_active = false;
+        if writer.spare.capacity() < batch.capacity() {
+            writer.spare = batch;
+        }
         match res {
             Ok(()) => {
                 assert!(batch_last > writer.written_seq, "batches are written in order");
@@ -330,8 +341,8 @@ impl Log {
                     self.n_syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 self.n_writes.fetch_add(1, Ordering::Relaxed);
-                self.n_entries_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let bucket = BATCH_SIZE_BUCKETS.iter().position(|max| batch.len() as u64 <= *max);
+                self.n_entries_written.fetch_add(n_written as u64, Ordering::Relaxed);
+                let bucket = BATCH_SIZE_BUCKETS.iter().position(|max| n_written as u64 <= *max);
                 if let Some(counter) = bucket.and_then(|idx| self.batch_sizes.get(idx)) {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
@@ -560,7 +571,8 @@ impl Log {
             last_time = entry.recorded_at;
             report.n_entries += 1;
             report.last_seq = seq;
-            let keys = if check_index { index::index_keys(&entry) } else { Vec::new() };
+            let keys =
+                if check_index { index::index_keys(&entry) } else { index::IndexKeys::new() };
             for key in keys {
                 match self.storage.index_contains(key, seq) {
                     Ok(true) => report.n_index_keys += 1,

@@ -16,7 +16,7 @@ pub(crate) struct StoredRecord {
     pub(crate) recorded_at: Timestamp,
     pub(crate) bytes: Vec<u8>,
     /// The entry's secondary index keys (`crate::index`), written in the same atomic batch.
-    pub(crate) index: Vec<IndexKey>,
+    pub(crate) index: crate::index::IndexKeys,
 }
 
 /// A backend failure, with the backend's own description. `corruption` is set when the backend
