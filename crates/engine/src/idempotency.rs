@@ -36,12 +36,13 @@ impl Key {
 #[derive(Debug)]
 pub(crate) struct IdempotencyIndex {
     window_micros: i64,
-    /// (workspace, request id) → answer. Probed only, never iterated.
-    answers: HashTable<(Key, Answer)>,
+    /// (workspace, request id) → answer, with the key's hash (growth rehashes without reading
+    /// the strings). Probed only, never iterated.
+    answers: HashTable<(u64, Key, Answer)>,
     /// Randomly seeded: request ids come from clients.
     hasher: DefaultHashBuilder,
-    /// Insertion order with times, for expiry.
-    order: VecDeque<(Timestamp, Key)>,
+    /// Insertion order with times (and hashes), for expiry.
+    order: VecDeque<(Timestamp, u64, Key)>,
     /// Where a new key is joined before it is copied into its one allocation.
     scratch: String,
 }
@@ -85,8 +86,8 @@ impl IdempotencyIndex {
 
     pub(crate) fn get(&self, workspace: &str, request_id: &str) -> Option<&Answer> {
         let hash = self.hash(workspace, request_id);
-        let found = self.answers.find(hash, |(key, _)| key.parts() == (workspace, request_id));
-        found.map(|(_, answer)| answer)
+        let found = self.answers.find(hash, |(_, key, _)| key.parts() == (workspace, request_id));
+        found.map(|(_, _, answer)| answer)
     }
 
     pub(crate) fn insert(
@@ -96,24 +97,21 @@ impl IdempotencyIndex {
         time: Timestamp,
         answer: Answer,
     ) {
-        while let Some((oldest, _)) = self.order.front() {
+        while let Some((oldest, ..)) = self.order.front() {
             if oldest.0 >= time.0.saturating_sub(self.window_micros)
                 && self.order.len() < IDEMPOTENCY_IDS_MAX
             {
                 break;
             }
-            let (_, expired) = self.order.pop_front().expect("front exists");
-            let (expired_workspace, expired_id) = expired.parts();
-            let hash = self.hash(expired_workspace, expired_id);
-            if let Ok(slot) =
-                self.answers.find_entry(hash, |(key, _)| Arc::ptr_eq(&key.joined, &expired.joined))
-            {
+            let (_, hash, expired) = self.order.pop_front().expect("front exists");
+            let same = |(_, key, _): &(u64, Key, Answer)| Arc::ptr_eq(&key.joined, &expired.joined);
+            if let Ok(slot) = self.answers.find_entry(hash, same) {
                 slot.remove();
             }
         }
         let hash = self.hash(workspace, request_id);
-        if let Some((_, remembered)) =
-            self.answers.find_mut(hash, |(key, _)| key.parts() == (workspace, request_id))
+        if let Some((_, _, remembered)) =
+            self.answers.find_mut(hash, |(_, key, _)| key.parts() == (workspace, request_id))
         {
             *remembered = answer;
             return;
@@ -122,12 +120,8 @@ impl IdempotencyIndex {
         self.scratch.push_str(workspace);
         self.scratch.push_str(request_id);
         let key = Key { joined: Arc::from(self.scratch.as_str()), workspace_len: workspace.len() };
-        let hasher = &self.hasher;
-        self.answers.insert_unique(hash, (key.clone(), answer), |(key, _)| {
-            let (workspace, request_id) = key.parts();
-            hasher.hash_one((workspace, request_id))
-        });
-        self.order.push_back((time, key));
+        self.answers.insert_unique(hash, (hash, key.clone(), answer), |(hash, ..)| *hash);
+        self.order.push_back((time, hash, key));
     }
 }
 
