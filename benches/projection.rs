@@ -1,5 +1,6 @@
-//! Projection: replay throughput from RocksDB (one thread: scan, checksum, decode, fold), decode
-//! alone, and fold alone. Memory per identity is `benches/projection_memory.rs`.
+//! Projection: replay throughput from RocksDB (one thread: scan, checksum, decode, fold; and the
+//! two-thread replay the engine uses by default), decode alone, and fold alone. Memory per
+//! identity is `benches/projection_memory.rs`.
 //!
 //! Run: `cargo bench --bench projection`. `IDGRAPH_BENCH_ENTRIES` sets the log size (default
 //! 1,000,000; the second point is 10,000,000). Target: ≥ 1M events/s replay on one core.
@@ -43,12 +44,17 @@ fn fill(log: &Log, n: u64) -> u64 {
     n_events
 }
 
-/// Replay as the engine does it on one thread (`engine::replay_until_on_one_thread`): borrowed
-/// views from RocksDB, folded in small batches whose lookups are issued together.
-fn replay(log: &Log) -> Projection {
+/// Replay as the engine does it: on one thread (`engine::replay_until_on_one_thread`: read,
+/// checksum, decode, warm up and fold in turn), or on two (`engine::replay_until`: one thread reads
+/// and checksums, the other decodes, warms up and folds).
+fn replay(log: &Log, threads: u8) -> Projection {
     let mut projection = Projection::new();
-    idgraph::engine::replay_until_on_one_thread(log, &mut projection, Seq(u64::MAX), &mut |_| {})
-        .unwrap();
+    let until = Seq(u64::MAX);
+    match threads {
+        1 => idgraph::engine::replay_until_on_one_thread(log, &mut projection, until, &mut |_| {}),
+        _ => idgraph::engine::replay_until(log, &mut projection, until, &mut |_| {}),
+    }
+    .unwrap();
     projection
 }
 
@@ -81,7 +87,8 @@ fn replay_from_rocksdb(c: &mut Criterion) {
     let mut group = c.benchmark_group("projection/replay_rocksdb");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n_events));
-    group.bench_function(format!("{n}_entries"), |b| b.iter(|| replay(&log)));
+    group.bench_function(format!("{n}_entries"), |b| b.iter(|| replay(&log, 1)));
+    group.bench_function(format!("{n}_entries_two_threads"), |b| b.iter(|| replay(&log, 2)));
     group.finish();
 
     let entries: Vec<(Seq, Entry)> = log.read_range(Seq::ZERO, 200_000).unwrap();

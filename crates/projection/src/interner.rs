@@ -144,11 +144,6 @@ impl Interner {
         key_at(&self.arena, id.0)
     }
 
-    /// The type of an interned id (no look at its value).
-    pub(crate) fn identity_type(&self, id: IdentityId) -> IdentityType {
-        IdentityType::from_code(self.arena[id.0 as usize + 12]).expect("interned from a valid type")
-    }
-
     /// The graph node of an interned id.
     pub(crate) fn node(&self, id: IdentityId) -> NodeIndex<u32> {
         NodeIndex::new(u32_at(&self.arena, id.0 as usize + 2) as usize)

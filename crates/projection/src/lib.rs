@@ -370,7 +370,7 @@ impl Projection {
     /// Replay warms up a run of entries before folding them. Beyond a few million identities every
     /// one of those reads is a cache miss; warmed up in a tight loop with no dependency from one
     /// entry to the next, the processor overlaps them, and the fold that follows finds them in
-    /// cache (about a fifth off replay at 10M events, `benches/projection.rs`). Purely an
+    /// cache (`benches/projection.rs` measures replay at 10M events). Purely an
     /// optimisation: skipping it changes no result.
     pub fn warm_up(&self, entry: &EntryView<'_>) {
         let mut touched = 0u64;
@@ -691,11 +691,6 @@ impl Projection {
         value: &str,
     ) -> Option<IdentityId> {
         self.interner.get(Key { world, identity_type, value })
-    }
-
-    /// The type of an identity (cheaper than [`Projection::identity`]: the value is not read).
-    pub fn identity_type(&self, id: IdentityId) -> IdentityType {
-        self.interner.identity_type(id)
     }
 
     /// The type and value of an identity.
