@@ -592,7 +592,7 @@ pub fn replay_until_on_one_thread(
     }
 }
 
-/// Entries decoded and warmed up together ([`Projection::warm_up`]) before they are folded: enough
+/// Entries decoded and warmed up together ([`Projection::apply_run`]) before they are folded: enough
 /// for the processor to overlap many cache misses, few enough that what they touch is still in
 /// cache when they are folded.
 const WARM_UP_ENTRIES: usize = 1_024;
@@ -609,14 +609,10 @@ fn fold_batch(
     let mut n_folded = 0u64;
     let mut failure = None;
     let mut fold_run = |projection: &mut Projection, run: &mut Vec<(Seq, EntryView<'_>)>| {
-        for (_, entry) in run.iter() {
-            projection.warm_up(entry);
-        }
-        for (seq, entry) in run.drain(..) {
-            projection.apply_view(seq, &entry).map_err(|err| err.to_string())?;
-            n_folded += 1;
-        }
-        Ok::<(), String>(())
+        let (n, folded) = projection.apply_run(run);
+        n_folded += n as u64;
+        run.clear();
+        folded.map_err(|err| err.to_string())
     };
     let read = batch.for_each_view(|seq, entry| {
         if seq > until {

@@ -105,6 +105,20 @@ impl OutcomeView {
     }
 }
 
+impl<'a> From<&'a Entry> for EntryView<'a> {
+    fn from(entry: &'a Entry) -> EntryView<'a> {
+        EntryView {
+            recorded_at: entry.recorded_at,
+            request: RequestView {
+                scope: &entry.request.scope,
+                environment: entry.request.environment,
+            },
+            events: entry.events.iter().map(EventView::from).collect(),
+            outcome: OutcomeView { seen_mpid: entry.outcome.seen_mpid() },
+        }
+    }
+}
+
 impl EntryView<'_> {
     /// Whether this view says what `entry` says about the parts a view keeps (everything the fold
     /// reads). For tests of the view against the owned decoding.

@@ -59,6 +59,26 @@ fn type_pair(profile: ProfileId, identity_type: IdentityType) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProfileId(pub(crate) u32);
 
+/// What [`Projection::apply_run`]'s warm-up found for one lookup of the fold.
+const NOT_FOUND: u32 = u32::MAX;
+
+/// What [`Projection::apply_run`]'s warm-up found for one event (or, first of an entry's, for its
+/// outcome's MPID): the ids of its profiles and identity, each [`NOT_FOUND`] if warm-up did not
+/// find it or the event names none.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    /// The profile the event names (an alias's source).
+    profile: u32,
+    /// An alias's destination.
+    other: u32,
+    /// The identity the event attaches or detaches.
+    identity: u32,
+}
+
+impl Found {
+    const NOTHING: Found = Found { profile: NOT_FOUND, other: NOT_FOUND, identity: NOT_FOUND };
+}
+
 /// An event, owned or borrowed, seen as an [`EventView`] (borrowing: no copy of its strings).
 trait AsEventView {
     fn with_view<R>(&self, f: impl FnOnce(&EventView<'_>) -> R) -> R;
@@ -334,7 +354,7 @@ impl Projection {
                 }
             };
             if kept {
-                self.apply_event(seq, world, entry.recorded_at, &event);
+                self.apply_event(seq, world, entry.recorded_at, &event, Found::NOTHING);
                 self.n_events_applied += 1;
             }
         }
@@ -353,7 +373,8 @@ impl Projection {
     pub fn apply(&mut self, seq: Seq, entry: &Entry) -> Result<(), OutOfSequence> {
         let request = &entry.request;
         let seen = entry.outcome.seen_mpid();
-        self.fold(seq, entry.recorded_at, &request.scope, request.environment, &entry.events, seen)
+        let world = (request.scope.as_str(), request.environment);
+        self.fold(seq, entry.recorded_at, world, &entry.events, seen, &[])
     }
 
     /// [`Projection::apply`] for a borrowed view of a stored entry (what replay decodes): the same
@@ -361,70 +382,113 @@ impl Projection {
     pub fn apply_view(&mut self, seq: Seq, entry: &EntryView<'_>) -> Result<(), OutOfSequence> {
         let request = &entry.request;
         let seen = entry.outcome.seen_mpid();
-        self.fold(seq, entry.recorded_at, request.scope, request.environment, &entry.events, seen)
+        let world = (request.scope, request.environment);
+        self.fold(seq, entry.recorded_at, world, &entry.events, seen, &[])
     }
 
-    /// Reads what folding `entry` will read, without changing anything: the records of the
-    /// profiles it names and the interner slots of the identities it attaches or detaches.
+    /// Folds a run of consecutive entries, as [`Projection::apply_view`] on each in turn would, and
+    /// returns how many were folded: all of them, or those before the first out of sequence (with
+    /// the error).
     ///
-    /// Replay warms up a run of entries before folding them. Beyond a few million identities every
-    /// one of those reads is a cache miss; warmed up in a tight loop with no dependency from one
-    /// entry to the next, the processor overlaps them, and the fold that follows finds them in
-    /// cache (`benches/projection.rs` measures replay at 10M events). Purely an
-    /// optimisation: skipping it changes no result.
-    pub fn warm_up(&self, entry: &EntryView<'_>) {
+    /// Replay folds runs of about a thousand entries. The run is first *warmed up*: everything the
+    /// fold will look up (the records of the profiles each entry names, the MPID slots, graph nodes
+    /// and interner slots of the identities it attaches or detaches) is read in a tight loop with
+    /// no dependency from one entry to the next, so the processor overlaps the cache misses that
+    /// dominate a fold beyond a few million identities (`benches/projection.rs` measures replay at
+    /// 10M events). What the warm-up finds is handed to the fold, which then looks up only what was
+    /// not found yet: profiles and interned identities are never removed, so a found id stays
+    /// right, while something an earlier entry of the run creates is looked up again. The result
+    /// is exactly that of folding the entries one by one.
+    pub fn apply_run(
+        &mut self,
+        run: &[(Seq, EntryView<'_>)],
+    ) -> (usize, Result<(), OutOfSequence>) {
+        let mut found = Vec::with_capacity(run.len() * 3);
+        for (_, entry) in run {
+            self.warm_up(entry, &mut found);
+        }
+        let mut at = 0;
+        for (n_folded, (seq, entry)) in run.iter().enumerate() {
+            let n_found = 1 + entry.events.len();
+            let entry_found = found.get(at..at + n_found).unwrap_or_default();
+            at += n_found;
+            let request = &entry.request;
+            let seen = entry.outcome.seen_mpid();
+            let world = (request.scope, request.environment);
+            let folded =
+                self.fold(*seq, entry.recorded_at, world, &entry.events, seen, entry_found);
+            if let Err(err) = folded {
+                return (n_folded, Err(err));
+            }
+        }
+        (run.len(), Ok(()))
+    }
+
+    /// Reads what folding `entry` will read, without changing anything, and pushes what it found
+    /// onto `found`: one [`Found`] for the outcome's MPID, then one per event. See
+    /// [`Projection::apply_run`].
+    fn warm_up(&self, entry: &EntryView<'_>, found: &mut Vec<Found>) {
         let mut touched = 0u64;
         // A profile's record and, when a lookup edge will be added or removed, its graph node.
-        let mut touch_profile = |mpid: Mpid, node_too: bool| {
-            if let Some(profile) = self.profile_id(mpid) {
-                let profile = &self.profiles[profile.0 as usize];
-                touched ^= profile.last_seen.0 as u64;
+        let mut touch_profile = |mpid: Mpid, node_too: bool| match self.profile_id(mpid) {
+            Some(profile) => {
+                let record = &self.profiles[profile.0 as usize];
+                touched ^= record.last_seen.0 as u64;
                 if node_too {
-                    touched ^= self.graph.node_weight(profile.node).map_or(0, |n| n.0.into());
+                    touched ^= self.graph.node_weight(record.node).map_or(0, |n| n.0.into());
                 }
+                profile.0
             }
+            None => NOT_FOUND,
         };
-        if let Some(mpid) = entry.outcome.seen_mpid() {
-            touch_profile(mpid, false);
-        }
+        let seen = entry.outcome.seen_mpid().map_or(NOT_FOUND, |mpid| touch_profile(mpid, false));
+        found.push(Found { profile: seen, ..Found::NOTHING });
+        let first_event = found.len();
         for event in &entry.events {
-            match event {
+            found.push(match event {
                 // The slot a new profile's MPID will take.
-                EventView::ProfileCreated { mpid } => touch_profile(*mpid, false),
+                EventView::ProfileCreated { mpid } => {
+                    Found { profile: touch_profile(*mpid, false), ..Found::NOTHING }
+                }
                 EventView::IdentityAttached { mpid, .. }
-                | EventView::IdentityDetached { mpid, .. } => touch_profile(*mpid, true),
-                EventView::AliasRecorded { source, destination, .. } => {
-                    touch_profile(*source, true);
-                    touch_profile(*destination, true);
+                | EventView::IdentityDetached { mpid, .. } => {
+                    Found { profile: touch_profile(*mpid, true), ..Found::NOTHING }
                 }
-            }
-        }
-        let (scope, environment) = (entry.request.scope, entry.request.environment);
-        if let Some(world) = self.worlds.iter().position(|(s, e)| s == scope && *e == environment) {
-            for event in &entry.events {
-                if let EventView::IdentityAttached { identity, .. }
-                | EventView::IdentityDetached { identity, .. } = event
-                {
-                    let key = Key {
-                        world: WorldId(world as u16),
-                        identity_type: identity.identity_type,
-                        value: identity.value,
-                    };
-                    touched ^= self.interner.get(key).map_or(0, |id| id.0.into());
-                }
-            }
+                EventView::AliasRecorded { source, destination, .. } => Found {
+                    profile: touch_profile(*source, true),
+                    other: touch_profile(*destination, true),
+                    ..Found::NOTHING
+                },
+            });
         }
         std::hint::black_box(touched);
+        let (scope, environment) = (entry.request.scope, entry.request.environment);
+        let Some(world) = self.worlds.iter().position(|(s, e)| s == scope && *e == environment)
+        else {
+            return;
+        };
+        for (event, event_found) in entry.events.iter().zip(&mut found[first_event..]) {
+            if let EventView::IdentityAttached { identity, .. }
+            | EventView::IdentityDetached { identity, .. } = event
+            {
+                let key = Key {
+                    world: WorldId(world as u16),
+                    identity_type: identity.identity_type,
+                    value: identity.value,
+                };
+                event_found.identity = self.interner.get(key).map_or(NOT_FOUND, |id| id.0);
+            }
+        }
     }
 
     fn fold<E: AsEventView>(
         &mut self,
         seq: Seq,
         recorded_at: Timestamp,
-        scope: &str,
-        environment: Environment,
+        (scope, environment): (&str, Environment),
         events: &[E],
         seen: Option<Mpid>,
+        found: &[Found],
     ) -> Result<(), OutOfSequence> {
         if seq != self.last_seq.next() {
             return Err(OutOfSequence { last: self.last_seq, given: seq });
@@ -432,12 +496,14 @@ impl Projection {
         self.last_seq = seq;
         self.last_time = self.last_time.max(recorded_at);
         let world = self.intern_world(scope, environment);
-        for event in events {
-            event.with_view(|event| self.apply_event(seq, world, recorded_at, event));
+        for (i, event) in events.iter().enumerate() {
+            let event_found = found.get(1 + i).copied().unwrap_or(Found::NOTHING);
+            event.with_view(|event| self.apply_event(seq, world, recorded_at, event, event_found));
         }
         self.n_events_applied += events.len() as u64;
         if let Some(mpid) = seen {
-            if let Some(profile) = self.profile_id(mpid) {
+            let seen_found = found.first().map_or(NOT_FOUND, |found| found.profile);
+            if let Some(profile) = self.profile_id_or_found(mpid, seen_found) {
                 let profile = &mut self.profiles[profile.0 as usize];
                 profile.last_seen = profile.last_seen.max(recorded_at);
             } else {
@@ -449,25 +515,36 @@ impl Projection {
         Ok(())
     }
 
-    fn apply_event(&mut self, seq: Seq, world: WorldId, time: Timestamp, event: &EventView<'_>) {
+    fn apply_event(
+        &mut self,
+        seq: Seq,
+        world: WorldId,
+        time: Timestamp,
+        event: &EventView<'_>,
+        found: Found,
+    ) {
         match event {
             EventView::ProfileCreated { mpid } => {
-                if self.profile_id(*mpid).is_some() {
+                if self.profile_id_or_found(*mpid, found.profile).is_some() {
                     return self.diagnose(seq, format!("profile {mpid} created twice"));
                 }
                 self.create_profile(*mpid, world, time);
             }
             EventView::IdentityAttached { mpid, identity } => {
-                let Some(profile) = self.profile_in_world(seq, *mpid, world) else { return };
-                self.attach(seq, profile, *identity);
+                let Some(profile) = self.profile_in_world(seq, *mpid, world, found.profile) else {
+                    return;
+                };
+                self.attach(seq, profile, *identity, found.identity);
             }
             EventView::IdentityDetached { mpid, identity, reason } => {
-                let Some(profile) = self.profile_in_world(seq, *mpid, world) else { return };
-                self.detach(seq, profile, *identity, reason);
+                let Some(profile) = self.profile_in_world(seq, *mpid, world, found.profile) else {
+                    return;
+                };
+                self.detach(seq, profile, *identity, reason, found.identity);
             }
             EventView::AliasRecorded { source, destination, start, end } => {
-                let source_id = self.profile_in_world(seq, *source, world);
-                let destination_id = self.profile_in_world(seq, *destination, world);
+                let source_id = self.profile_in_world(seq, *source, world, found.profile);
+                let destination_id = self.profile_in_world(seq, *destination, world, found.other);
                 let (Some(source_id), Some(destination_id)) = (source_id, destination_id) else {
                     return;
                 };
@@ -525,8 +602,14 @@ impl Projection {
         self.profiles[destination.0 as usize].was_alias_destination = true;
     }
 
-    fn profile_in_world(&mut self, seq: Seq, mpid: Mpid, world: WorldId) -> Option<ProfileId> {
-        let Some(profile) = self.profile_id(mpid) else {
+    fn profile_in_world(
+        &mut self,
+        seq: Seq,
+        mpid: Mpid,
+        world: WorldId,
+        found: u32,
+    ) -> Option<ProfileId> {
+        let Some(profile) = self.profile_id_or_found(mpid, found) else {
             self.diagnose(seq, format!("event names unknown MPID {mpid}"));
             return None;
         };
@@ -537,10 +620,10 @@ impl Projection {
         Some(profile)
     }
 
-    fn attach(&mut self, seq: Seq, profile: ProfileId, identity: IdentityView<'_>) {
+    fn attach(&mut self, seq: Seq, profile: ProfileId, identity: IdentityView<'_>, found: u32) {
         let world = self.profiles[profile.0 as usize].world;
         let key = Key { world, identity_type: identity.identity_type, value: identity.value };
-        let identity_id = match self.interner.get(key) {
+        let identity_id = match self.identity_id_or_found(key, found) {
             Some(id) => id,
             None if self.interner.fits(key) => {
                 let node = self.add_node(Node::Identity(self.interner.next_id()));
@@ -611,10 +694,11 @@ impl Projection {
         profile: ProfileId,
         identity: IdentityView<'_>,
         reason: &DetachReason,
+        found: u32,
     ) {
         let world = self.profiles[profile.0 as usize].world;
         let key = Key { world, identity_type: identity.identity_type, value: identity.value };
-        let identity_id = self.interner.get(key);
+        let identity_id = self.identity_id_or_found(key, found);
         let edge = identity_id.and_then(|identity_id| {
             let identity_node = self.interner.node(identity_id);
             self.find_lookup_edge(identity_node, self.profiles[profile.0 as usize].node)
@@ -631,6 +715,26 @@ impl Projection {
             self.refresh_hint(identity_id);
         }
         self.note_type_removed(profile, identity.identity_type);
+    }
+
+    /// The profile of `mpid`: `found` if warm-up found it (profiles are never removed), else
+    /// looked up.
+    fn profile_id_or_found(&self, mpid: Mpid, found: u32) -> Option<ProfileId> {
+        if found == NOT_FOUND {
+            return self.profile_id(mpid);
+        }
+        debug_assert_eq!(self.profiles[found as usize].mpid, mpid, "found for another MPID");
+        Some(ProfileId(found))
+    }
+
+    /// The interned id of `key`: `found` if warm-up found it (interned identities are never
+    /// removed), else looked up.
+    fn identity_id_or_found(&self, key: Key<'_>, found: u32) -> Option<IdentityId> {
+        if found == NOT_FOUND {
+            return self.interner.get(key);
+        }
+        debug_assert_eq!(self.interner.get(key), Some(IdentityId(found)), "found for another key");
+        Some(IdentityId(found))
     }
 
     fn find_lookup_edge(

@@ -1,6 +1,6 @@
 use idgraph_model::{
-    DetachReason, Entry, Environment, Event, Identity, IdentityRequest, IdentityType, Mpid,
-    Operation, Outcome, Request, Seq, Timestamp,
+    DetachReason, Entry, EntryView, Environment, Event, Identity, IdentityRequest, IdentityType,
+    Mpid, Operation, Outcome, Request, Seq, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -135,6 +135,80 @@ fn bad_data_becomes_a_diagnostic_with_its_sequence() {
     assert!(diagnostics[0].message.contains("unknown MPID 9"), "{diagnostics:?}");
     assert!(diagnostics[3].message.contains("crosses worlds"), "{diagnostics:?}");
     assert_eq!(projection.n_profiles(), 1);
+}
+
+/// Folds `entries` with [`Projection::apply_run`], in runs of `run_len`.
+fn fold_in_runs(entries: &[Entry], run_len: usize) -> Projection {
+    let mut projection = Projection::new();
+    let views: Vec<(Seq, EntryView<'_>)> =
+        entries.iter().enumerate().map(|(idx, e)| (Seq(idx as u64 + 1), e.into())).collect();
+    for run in views.chunks(run_len) {
+        let (n_folded, folded) = projection.apply_run(run);
+        folded.unwrap();
+        assert_eq!(n_folded, run.len());
+    }
+    projection
+}
+
+#[test]
+fn folding_in_warmed_runs_equals_folding_entry_by_entry() {
+    // Runs in which identities and profiles are created and then attached, detached, moved and
+    // aliased again (what warm-up cannot have found), and bad data (what it finds nothing for).
+    let mut entries = generated(5, 6_000);
+    let a = email("a@x");
+    let time = entries.last().unwrap().recorded_at.0;
+    entries.extend([
+        entry("shop", time, vec![Event::ProfileCreated { mpid: mpid(1) }], resolved(1)),
+        entry(
+            "shop",
+            time,
+            vec![
+                Event::IdentityAttached { mpid: mpid(1), identity: a.clone() },
+                Event::ProfileCreated { mpid: mpid(1) },
+                Event::IdentityAttached { mpid: mpid(9), identity: email("x") },
+            ],
+            resolved(1),
+        ),
+        entry(
+            "shop",
+            time,
+            vec![Event::IdentityDetached {
+                mpid: mpid(1),
+                identity: a.clone(),
+                reason: DetachReason::Modified,
+            }],
+            resolved(1),
+        ),
+        entry(
+            "shop",
+            time,
+            vec![Event::IdentityAttached { mpid: mpid(1), identity: a }],
+            resolved(1),
+        ),
+    ]);
+    let one_by_one = fold(&entries);
+    assert_ne!(one_by_one.diagnostics().1, 0, "the bad data is diagnosed");
+    for run_len in [1, 7, 1_024, 10_000] {
+        let in_runs = fold_in_runs(&entries, run_len);
+        assert_eq!(in_runs.content_digest(), one_by_one.content_digest(), "runs of {run_len}");
+        assert_eq!(in_runs.running_digest(), one_by_one.running_digest(), "runs of {run_len}");
+        assert_eq!(in_runs.to_snapshot(), one_by_one.to_snapshot(), "runs of {run_len}");
+        assert_eq!(in_runs.diagnostics(), one_by_one.diagnostics(), "runs of {run_len}");
+    }
+}
+
+#[test]
+fn a_run_stops_at_the_first_entry_out_of_sequence() {
+    let entries = generated(3, 10);
+    let mut views: Vec<(Seq, EntryView<'_>)> =
+        entries.iter().enumerate().map(|(idx, e)| (Seq(idx as u64 + 1), e.into())).collect();
+    views[6].0 = Seq(42);
+    let mut projection = Projection::new();
+    let (n_folded, folded) = projection.apply_run(&views);
+    assert_eq!(n_folded, 6);
+    assert_eq!(folded, Err(OutOfSequence { last: Seq(6), given: Seq(42) }));
+    assert_eq!(projection.last_seq(), Seq(6));
+    assert_eq!(projection.running_digest(), fold(&entries[..6]).running_digest());
 }
 
 #[test]
