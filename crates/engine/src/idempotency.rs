@@ -18,6 +18,17 @@ use crate::answer::answer_of;
 /// memory a flood of unique ids can take.
 pub const IDEMPOTENCY_IDS_MAX: usize = 1_000_000;
 
+/// The answers are split over this many hash tables by hash, so that growing one (which moves every
+/// answer it holds, under the engine's write lock) moves a 64th of them: a table of a million
+/// answers in one piece stalled every request for about 200 ms each time it doubled.
+const SHARDS: usize = 64;
+
+/// The table of a key's hash: bits the tables themselves hardly use (hashbrown takes a table's
+/// slot from the low bits and its tag from the top seven).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
 /// A remembered (workspace, request id): both strings in one allocation, shared by the table and
 /// the expiry queue, so remembering an answer allocates once.
 #[derive(Debug, Clone)]
@@ -37,11 +48,13 @@ impl Key {
 pub(crate) struct IdempotencyIndex {
     window_micros: i64,
     /// (workspace, request id) → answer, with the key's hash (growth rehashes without reading
-    /// the strings). Probed only, never iterated.
-    answers: HashTable<(u64, Key, Answer)>,
+    /// the strings), split over [`SHARDS`] tables by [`shard_of`]. Probed only, never iterated.
+    answers: Box<[HashTable<(u64, Key, Answer)>]>,
     /// Randomly seeded: request ids come from clients.
     hasher: DefaultHashBuilder,
-    /// Insertion order with times (and hashes), for expiry.
+    /// Insertion order with times (and hashes), for expiry. Its capacity is reserved for
+    /// [`IDEMPOTENCY_IDS_MAX`] ids up front (32 MB of address space, resident only as it fills), so
+    /// it never stalls a request to grow.
     order: VecDeque<(Timestamp, u64, Key)>,
     /// Where a new key is joined before it is copied into its one allocation.
     scratch: String,
@@ -51,9 +64,9 @@ impl IdempotencyIndex {
     pub(crate) fn new(window_micros: i64) -> IdempotencyIndex {
         IdempotencyIndex {
             window_micros,
-            answers: HashTable::new(),
+            answers: (0..SHARDS).map(|_| HashTable::new()).collect(),
             hasher: DefaultHashBuilder::default(),
-            order: VecDeque::new(),
+            order: VecDeque::with_capacity(IDEMPOTENCY_IDS_MAX),
             scratch: String::new(),
         }
     }
@@ -86,7 +99,8 @@ impl IdempotencyIndex {
 
     pub(crate) fn get(&self, workspace: &str, request_id: &str) -> Option<&Answer> {
         let hash = self.hash(workspace, request_id);
-        let found = self.answers.find(hash, |(_, key, _)| key.parts() == (workspace, request_id));
+        let table = &self.answers[shard_of(hash)];
+        let found = table.find(hash, |(_, key, _)| key.parts() == (workspace, request_id));
         found.map(|(_, _, answer)| answer)
     }
 
@@ -105,13 +119,14 @@ impl IdempotencyIndex {
             }
             let (_, hash, expired) = self.order.pop_front().expect("front exists");
             let same = |(_, key, _): &(u64, Key, Answer)| Arc::ptr_eq(&key.joined, &expired.joined);
-            if let Ok(slot) = self.answers.find_entry(hash, same) {
+            if let Ok(slot) = self.answers[shard_of(hash)].find_entry(hash, same) {
                 slot.remove();
             }
         }
         let hash = self.hash(workspace, request_id);
+        let table = &mut self.answers[shard_of(hash)];
         if let Some((_, _, remembered)) =
-            self.answers.find_mut(hash, |(_, key, _)| key.parts() == (workspace, request_id))
+            table.find_mut(hash, |(_, key, _)| key.parts() == (workspace, request_id))
         {
             *remembered = answer;
             return;
@@ -120,7 +135,7 @@ impl IdempotencyIndex {
         self.scratch.push_str(workspace);
         self.scratch.push_str(request_id);
         let key = Key { joined: Arc::from(self.scratch.as_str()), workspace_len: workspace.len() };
-        self.answers.insert_unique(hash, (hash, key.clone(), answer), |(hash, ..)| *hash);
+        table.insert_unique(hash, (hash, key.clone(), answer), |(hash, ..)| *hash);
         self.order.push_back((time, hash, key));
     }
 }
@@ -161,6 +176,26 @@ mod tests {
         assert_eq!(index.order.len(), 2);
         index.insert("z", "z", Timestamp(1_000), answer(5));
         assert!(index.get("x", "y").is_none() && index.get("a", "bc").is_none());
-        assert_eq!(index.answers.len(), 1);
+        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn many_ids_spread_over_the_tables_are_all_found_and_all_expire() {
+        let mut index = IdempotencyIndex::new(1_000);
+        for n in 0..50_000 {
+            index.insert("w", &format!("request-{n}"), Timestamp(n / 100), answer(n + 1));
+        }
+        for n in (0..50_000).step_by(7) {
+            assert_eq!(mpid_of(index.get("w", &format!("request-{n}"))), Mpid::new(n + 1));
+        }
+        assert!(index.answers.iter().all(|table| !table.is_empty()), "every table is used");
+        // Ids older than the window (times before 500) are gone, the rest kept.
+        assert!(index.get("w", "request-49999").is_some());
+        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 50_000);
+        index.insert("w", "late", Timestamp(1_499), answer(9));
+        assert!(index.get("w", "request-49899").is_none());
+        assert!(index.get("w", "request-49900").is_some());
+        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 101);
+        assert_eq!(index.order.len(), 101);
     }
 }
