@@ -18,6 +18,12 @@ use crate::answer::answer_of;
 /// memory a flood of unique ids can take.
 pub const IDEMPOTENCY_IDS_MAX: usize = 1_000_000;
 
+/// Most expired ids forgotten per insert. Expiry is lazy and bounded, so a request after a long
+/// quiet spell (when every remembered id has expired at once) does not stall the engine while a
+/// million answers are dropped; [`IdempotencyIndex::get`] ignores expired ones meanwhile. Each
+/// insert adds one id and forgets up to this many, so a backlog drains.
+const EXPIRED_DROPPED_PER_INSERT: usize = 4;
+
 /// The answers are split over this many hash tables by hash, so that growing one (which moves every
 /// answer it holds, under the engine's write lock) moves a 64th of them: a table of a million
 /// answers in one piece stalled every request for about 200 ms each time it doubled.
@@ -44,12 +50,16 @@ impl Key {
     }
 }
 
+/// One remembered answer: the key's hash, the key, when, the answer.
+type Remembered = (u64, Key, Timestamp, Answer);
+
 #[derive(Debug)]
 pub(crate) struct IdempotencyIndex {
     window_micros: i64,
     /// (workspace, request id) → answer, with the key's hash (growth rehashes without reading
-    /// the strings), split over [`SHARDS`] tables by [`shard_of`]. Probed only, never iterated.
-    answers: Box<[HashTable<(u64, Key, Answer)>]>,
+    /// the strings) and the time it was remembered, split over [`SHARDS`] tables by [`shard_of`].
+    /// Probed only, never iterated.
+    answers: Box<[HashTable<Remembered>]>,
     /// Randomly seeded: request ids come from clients.
     hasher: DefaultHashBuilder,
     /// Insertion order with times (and hashes), for expiry. Its capacity is reserved for
@@ -97,11 +107,18 @@ impl IdempotencyIndex {
         self.hasher.hash_one((workspace, request_id))
     }
 
-    pub(crate) fn get(&self, workspace: &str, request_id: &str) -> Option<&Answer> {
+    /// The answer remembered for `request_id` in `workspace`, if it was remembered within the
+    /// window before `now`.
+    pub(crate) fn get(&self, workspace: &str, request_id: &str, now: Timestamp) -> Option<&Answer> {
         let hash = self.hash(workspace, request_id);
         let table = &self.answers[shard_of(hash)];
-        let found = table.find(hash, |(_, key, _)| key.parts() == (workspace, request_id));
-        found.map(|(_, _, answer)| answer)
+        let found = table.find(hash, |(_, key, ..)| key.parts() == (workspace, request_id));
+        found.filter(|(_, _, time, _)| !self.expired(*time, now)).map(|(.., answer)| answer)
+    }
+
+    /// Whether an id remembered at `time` is outside the window at `now`.
+    fn expired(&self, time: Timestamp, now: Timestamp) -> bool {
+        time.0 < now.0.saturating_sub(self.window_micros)
     }
 
     pub(crate) fn insert(
@@ -111,31 +128,31 @@ impl IdempotencyIndex {
         time: Timestamp,
         answer: Answer,
     ) {
-        while let Some((oldest, ..)) = self.order.front() {
-            if oldest.0 >= time.0.saturating_sub(self.window_micros)
-                && self.order.len() < IDEMPOTENCY_IDS_MAX
-            {
+        for _ in 0..EXPIRED_DROPPED_PER_INSERT {
+            let Some((oldest, ..)) = self.order.front() else { break };
+            if !self.expired(*oldest, time) && self.order.len() < IDEMPOTENCY_IDS_MAX {
                 break;
             }
             let (_, hash, expired) = self.order.pop_front().expect("front exists");
-            let same = |(_, key, _): &(u64, Key, Answer)| Arc::ptr_eq(&key.joined, &expired.joined);
+            let same = |(_, key, ..): &Remembered| Arc::ptr_eq(&key.joined, &expired.joined);
             if let Ok(slot) = self.answers[shard_of(hash)].find_entry(hash, same) {
                 slot.remove();
             }
         }
         let hash = self.hash(workspace, request_id);
         let table = &mut self.answers[shard_of(hash)];
-        if let Some((_, _, remembered)) =
-            table.find_mut(hash, |(_, key, _)| key.parts() == (workspace, request_id))
-        {
-            *remembered = answer;
-            return;
+        // Remembered before (an expired answer not yet forgotten, or a rebuild meeting an id twice):
+        // forget it, so the id gets a fresh key and a fresh place in the expiry queue. The old
+        // place then names a key no longer in the table and forgets nothing.
+        let same = |(_, key, ..): &Remembered| key.parts() == (workspace, request_id);
+        if let Ok(slot) = table.find_entry(hash, same) {
+            slot.remove();
         }
         self.scratch.clear();
         self.scratch.push_str(workspace);
         self.scratch.push_str(request_id);
         let key = Key { joined: Arc::from(self.scratch.as_str()), workspace_len: workspace.len() };
-        table.insert_unique(hash, (hash, key.clone(), answer), |(hash, ..)| *hash);
+        table.insert_unique(hash, (hash, key.clone(), time, answer), |(hash, ..)| *hash);
         self.order.push_back((time, hash, key));
     }
 }
@@ -157,45 +174,74 @@ mod tests {
         }
     }
 
+    fn n_remembered(index: &IdempotencyIndex) -> usize {
+        index.answers.iter().map(HashTable::len).sum()
+    }
+
     #[test]
     fn remembers_by_workspace_and_id_within_the_window() {
         let mut index = IdempotencyIndex::new(100);
         index.insert("ab", "c", Timestamp(0), answer(1));
         index.insert("a", "bc", Timestamp(10), answer(2));
-        assert_eq!(mpid_of(index.get("ab", "c")), Mpid::new(1));
-        assert_eq!(mpid_of(index.get("a", "bc")), Mpid::new(2), "the split matters");
-        assert!(index.get("abc", "").is_none());
-        // Past the window the oldest is forgotten, the newer one is kept.
+        let at = |now| Timestamp(now);
+        assert_eq!(mpid_of(index.get("ab", "c", at(10))), Mpid::new(1));
+        assert_eq!(mpid_of(index.get("a", "bc", at(10))), Mpid::new(2), "the split matters");
+        assert!(index.get("abc", "", at(10)).is_none());
+        // Past the window the oldest is not answered any more, even before anything is inserted.
+        assert!(index.get("ab", "c", at(101)).is_none());
+        assert_eq!(mpid_of(index.get("a", "bc", at(101))), Mpid::new(2));
+        // An insert forgets the expired one.
         index.insert("x", "y", Timestamp(105), answer(3));
-        assert!(index.get("ab", "c").is_none());
-        assert_eq!(mpid_of(index.get("a", "bc")), Mpid::new(2));
-        assert_eq!(mpid_of(index.get("x", "y")), Mpid::new(3));
-        // Remembering an id again replaces its answer and keeps one expiry slot.
-        index.insert("x", "y", Timestamp(106), answer(4));
-        assert_eq!(mpid_of(index.get("x", "y")), Mpid::new(4));
-        assert_eq!(index.order.len(), 2);
-        index.insert("z", "z", Timestamp(1_000), answer(5));
-        assert!(index.get("x", "y").is_none() && index.get("a", "bc").is_none());
-        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 1);
+        assert_eq!(n_remembered(&index), 2);
+        assert_eq!(mpid_of(index.get("x", "y", at(105))), Mpid::new(3));
+        index.insert("late", "y", Timestamp(1_000), answer(7));
+        assert!(index.get("x", "y", at(1_000)).is_none());
+        assert!(index.get("a", "bc", at(1_000)).is_none());
+        assert_eq!(n_remembered(&index), 1);
     }
 
     #[test]
-    fn many_ids_spread_over_the_tables_are_all_found_and_all_expire() {
+    fn an_expired_id_remembered_again_keeps_its_new_answer() {
+        let mut index = IdempotencyIndex::new(100);
+        for n in 0..EXPIRED_DROPPED_PER_INSERT {
+            index.insert("w", &format!("old-{n}"), Timestamp(0), answer(1));
+        }
+        index.insert("w", "again", Timestamp(1), answer(2));
+        // At 200 everything has expired; the insert forgets the oldest few, not "again" yet, which
+        // is then remembered anew.
+        index.insert("w", "again", Timestamp(200), answer(3));
+        assert_eq!(mpid_of(index.get("w", "again", Timestamp(200))), Mpid::new(3));
+        // Its first place in the expiry queue comes up next: it must not forget the new answer.
+        index.insert("w", "other", Timestamp(210), answer(4));
+        assert_eq!(mpid_of(index.get("w", "again", Timestamp(210))), Mpid::new(3));
+        assert_eq!(n_remembered(&index), 2);
+    }
+
+    #[test]
+    fn many_ids_spread_over_the_tables_are_all_found_and_expire_a_few_at_a_time() {
         let mut index = IdempotencyIndex::new(1_000);
         for n in 0..50_000 {
             index.insert("w", &format!("request-{n}"), Timestamp(n / 100), answer(n + 1));
         }
+        let now = Timestamp(499);
         for n in (0..50_000).step_by(7) {
-            assert_eq!(mpid_of(index.get("w", &format!("request-{n}"))), Mpid::new(n + 1));
+            assert_eq!(mpid_of(index.get("w", &format!("request-{n}"), now)), Mpid::new(n + 1));
         }
         assert!(index.answers.iter().all(|table| !table.is_empty()), "every table is used");
-        // Ids older than the window (times before 500) are gone, the rest kept.
-        assert!(index.get("w", "request-49999").is_some());
-        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 50_000);
-        index.insert("w", "late", Timestamp(1_499), answer(9));
-        assert!(index.get("w", "request-49899").is_none());
-        assert!(index.get("w", "request-49900").is_some());
-        assert_eq!(index.answers.iter().map(HashTable::len).sum::<usize>(), 101);
-        assert_eq!(index.order.len(), 101);
+        assert_eq!(n_remembered(&index), 50_000);
+        // Much later, every id has expired at once: none is answered, and each insert forgets a
+        // few of them (the engine never stalls to forget them all) until none is left.
+        let now = Timestamp(100_000);
+        assert!(index.get("w", "request-49999", now).is_none());
+        index.insert("w", "late-0", now, answer(1));
+        assert_eq!(n_remembered(&index), 50_000 - EXPIRED_DROPPED_PER_INSERT + 1);
+        let mut n_inserts = 1;
+        while index.order.front().is_some_and(|(time, ..)| time.0 < 99_000) {
+            index.insert("w", &format!("late-{n_inserts}"), now, answer(1));
+            n_inserts += 1;
+        }
+        assert_eq!(n_remembered(&index), n_inserts);
+        assert!(index.get("w", "late-0", now).is_some());
+        assert!(n_inserts * EXPIRED_DROPPED_PER_INSERT >= 50_000);
     }
 }

@@ -351,13 +351,13 @@ impl Engine {
         meta: &RequestMeta,
         command: Command,
     ) -> Result<(Answer, Option<Pending>), EngineError> {
+        let now = self.clock.now().max(state.projection.last_time());
         if let Some(answer) =
-            meta.request_id.as_deref().and_then(|id| state.recent.get(&meta.workspace, id))
+            meta.request_id.as_deref().and_then(|id| state.recent.get(&meta.workspace, id, now))
         {
             return Ok((answer.clone(), None));
         }
         let world = World { scope: workspace.scope.clone(), environment: meta.environment };
-        let now = self.clock.now().max(state.projection.last_time());
         let decision = {
             let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
             let mut mpids = self.mpids.0.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -661,6 +661,6 @@ pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineErro
         }
     }
     report.n_replayed = replay_into(log, &mut projection)?;
-    projection.shrink_to_fit();
+    projection.shrink_leaving_room();
     Ok((projection, report))
 }

@@ -190,6 +190,18 @@ impl Interner {
         self.table.shrink_to_fit();
     }
 
+    /// Shrinks to the length plus `room(length)`, for the arena and the table alike.
+    pub(crate) fn shrink_leaving_room(&mut self, room: fn(usize) -> usize) {
+        crate::fit_vec(&mut self.arena, room);
+        self.table.shrink_to_hold(self.table.len() + room(self.table.len()));
+    }
+
+    /// Slots of the table.
+    #[cfg(test)]
+    pub(crate) fn table_capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
     /// Heap bytes written: the arena's length and the whole table.
     pub(crate) fn heap_bytes_in_use(&self) -> usize {
         self.arena.len() + self.table.capacity() * std::mem::size_of::<u64>()

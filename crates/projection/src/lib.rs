@@ -59,6 +59,16 @@ fn type_pair(profile: ProfileId, identity_type: IdentityType) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProfileId(pub(crate) u32);
 
+/// [`Projection::shrink_leaving_room`] leaves room for this fraction (1/n) more of everything.
+pub const GROWTH_ROOM_DIVISOR: usize = 8;
+
+/// Shrinks `vec` to its length plus `room(len)`, or reserves up to that.
+fn fit_vec<T>(vec: &mut Vec<T>, room: fn(usize) -> usize) {
+    let target = vec.len() + room(vec.len());
+    vec.shrink_to(target);
+    vec.reserve_exact(target - vec.len());
+}
+
 /// What [`Projection::apply_run`]'s warm-up found for one lookup of the fold.
 const NOT_FOUND: u32 = u32::MAX;
 
@@ -975,6 +985,34 @@ impl Projection {
         self.mpid_index.shrink_to_fit();
         self.shared_types.shrink_to_fit();
         self.aliases.shrink_to_fit();
+    }
+
+    /// [`Projection::shrink_to_fit`], but leaving room for an eighth more of everything
+    /// ([`GROWTH_ROOM_DIVISOR`]) before anything has to grow again. What the engine calls after
+    /// loading: a structure grows by doubling, which copies it whole under the engine's write lock,
+    /// so a projection shrunk to fit would stall every request for the copy of all of it (0.7 s at
+    /// 6M identities) on the first new identity after a restart. The room is address space, not
+    /// resident memory, until it is written (the hash tables excepted, which are written whole).
+    pub fn shrink_leaving_room(&mut self) {
+        fn room(len: usize) -> usize {
+            len / GROWTH_ROOM_DIVISOR + 16
+        }
+        let (n_nodes, n_edges) = (self.graph.node_count(), self.graph.edge_count());
+        let (node_capacity, edge_capacity) = self.graph.capacity();
+        if node_capacity > n_nodes + room(n_nodes) {
+            self.graph.shrink_to_fit_nodes();
+        }
+        self.graph.reserve_exact_nodes(room(n_nodes));
+        if edge_capacity > n_edges + room(n_edges) {
+            self.graph.shrink_to_fit_edges();
+        }
+        self.graph.reserve_exact_edges(room(n_edges));
+        self.interner.shrink_leaving_room(room);
+        fit_vec(&mut self.profiles, room);
+        self.mpid_index.shrink_to_hold(self.mpid_index.len() + room(self.mpid_index.len()));
+        let n_shared = self.shared_types.len();
+        self.shared_types.shrink_to(n_shared + room(n_shared));
+        fit_vec(&mut self.aliases, room);
     }
 
     /// Heap bytes by component (capacity-based), for memory investigations.

@@ -104,8 +104,17 @@ impl ProbeTable {
 
     /// Shrinks to the smallest table that holds the values within the load limit.
     pub(crate) fn shrink_to_fit(&mut self) {
-        let n_slots = (self.len * 4).div_ceil(3).next_power_of_two().max(16);
-        if n_slots < self.slots.len() {
+        self.shrink_to_hold(self.len);
+    }
+
+    /// Resizes to the smallest table that holds `n_values` (at least the values held) within the
+    /// load limit, if that is a different size.
+    pub(crate) fn shrink_to_hold(&mut self, n_values: usize) {
+        if n_values.max(self.len) == 0 {
+            return;
+        }
+        let n_slots = (n_values.max(self.len) * 4).div_ceil(3).next_power_of_two().max(16);
+        if n_slots != self.slots.len() {
             self.resize(n_slots);
         }
     }
@@ -145,6 +154,13 @@ mod tests {
         grown.resize(table.capacity() * 8);
         grown.shrink_to_fit();
         assert_eq!(grown.capacity(), table.capacity());
+        check(&grown);
+        // Room for more: a table that holds three times as many within the load limit.
+        grown.shrink_to_hold(keys.len() * 3);
+        assert!(grown.capacity() * 3 >= keys.len() * 3 * 4);
+        check(&grown);
+        grown.shrink_to_hold(0);
+        assert_eq!(grown.capacity(), table.capacity(), "never smaller than what it holds needs");
         check(&grown);
     }
 }

@@ -198,6 +198,27 @@ fn folding_in_warmed_runs_equals_folding_entry_by_entry() {
 }
 
 #[test]
+fn room_left_after_loading_changes_nothing_but_capacity() {
+    let entries = generated(9, 6_000);
+    let mut roomy = fold(&entries[..5_000]);
+    let mut tight = roomy.clone();
+    tight.shrink_to_fit();
+    roomy.shrink_leaving_room();
+    let (nodes, edges) = (roomy.graph.node_count(), roomy.graph.edge_count());
+    let room = |n: usize| n + n / GROWTH_ROOM_DIVISOR;
+    assert!(roomy.graph.capacity().0 >= room(nodes) && roomy.graph.capacity().1 >= room(edges));
+    assert!(roomy.profiles.capacity() >= room(roomy.profiles.len()));
+    assert!(roomy.mpid_index.capacity() * 3 >= room(roomy.n_profiles()) * 4);
+    assert!(roomy.interner.table_capacity() * 3 >= room(roomy.n_identities()) * 4);
+    for (idx, entry) in entries.iter().enumerate().skip(5_000) {
+        roomy.apply(Seq(idx as u64 + 1), entry).unwrap();
+        tight.apply(Seq(idx as u64 + 1), entry).unwrap();
+    }
+    assert_eq!(roomy.to_snapshot(), tight.to_snapshot());
+    assert_eq!(roomy.content_digest(), fold(&entries).content_digest());
+}
+
+#[test]
 fn a_run_stops_at_the_first_entry_out_of_sequence() {
     let entries = generated(3, 10);
     let mut views: Vec<(Seq, EntryView<'_>)> =
