@@ -75,6 +75,9 @@ struct Report {
     /// References sent unresolved: the referenced line was still in flight.
     unresolved: u64,
     peak_rss_bytes: Option<u64>,
+    /// CPU time this process used during the run, all threads (Linux `/proc/self/stat`). For an
+    /// in-process run that is the engine's and the bench's own; for `--url`, the client's only.
+    cpu_seconds: Option<f64>,
     log_bytes: Option<u64>,
     /// The projection's heap bytes in use ([`idgraph_projection::Projection::heap_bytes_in_use`])
     /// per identity.
@@ -89,8 +92,14 @@ impl Report {
             "skipped": self.skipped, "unresolved_references": self.unresolved, "seconds": self.seconds,
             "requests_per_second": self.requests as f64 / self.seconds,
             "latency_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": self.latency.max()},
-            "peak_rss_bytes": self.peak_rss_bytes, "log_bytes": self.log_bytes, "bytes_per_identity": self.bytes_per_identity,
+            "peak_rss_bytes": self.peak_rss_bytes, "cpu_seconds": self.cpu_seconds,
+            "cpu_us_per_request": self.cpu_us_per_request(), "log_bytes": self.log_bytes, "bytes_per_identity": self.bytes_per_identity,
         })
+    }
+
+    /// CPU microseconds per request, over all threads.
+    fn cpu_us_per_request(&self) -> Option<f64> {
+        self.cpu_seconds.map(|cpu| cpu * 1e6 / self.requests.max(1) as f64)
     }
 
     fn row(&self) -> String {
@@ -99,7 +108,7 @@ impl Report {
             b.map(|b| format!("{:.0}", b as f64 / (1 << 20) as f64)).unwrap_or_else(|| "-".into())
         };
         format!(
-            "{:<46} {:>9} {:>10.0} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6}",
+            "{:<46} {:>9} {:>10.0} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>6}",
             self.name,
             self.requests,
             self.requests as f64 / self.seconds,
@@ -108,6 +117,7 @@ impl Report {
             q(0.99),
             q(0.999),
             self.errors,
+            self.cpu_us_per_request().map(|us| format!("{us:.1}")).unwrap_or_else(|| "-".into()),
             mib(self.peak_rss_bytes),
             mib(self.log_bytes),
             self.bytes_per_identity.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into()),
@@ -115,7 +125,7 @@ impl Report {
     }
 }
 
-const HEADER: &str = "run                                             requests      req/s  p50 us  p90 us  p99 us p99.9 us  errors  RSS MiB  log MiB  B/id";
+const HEADER: &str = "run                                             requests      req/s  p50 us  p90 us  p99 us p99.9 us  errors  CPU us/r  RSS MiB  log MiB  B/id";
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let suite = args.workload.is_none() && args.requests.is_none() && args.url.is_none();
@@ -352,6 +362,7 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
     );
     let counters = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
     let failure = Mutex::new(None::<String>);
+    let cpu_at_start = cpu_seconds();
     let started = Instant::now();
     let histograms: Vec<Histogram<u64>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.clients.max(1))
@@ -415,6 +426,7 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
         workers.into_iter().map(|w| w.join().expect("client thread")).collect()
     });
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds().zip(cpu_at_start).map(|(end, start)| end - start);
     progress.finish_and_clear();
     if let Some(message) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         if counters[0].load(Ordering::Relaxed) == 0 {
@@ -447,6 +459,7 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
         latency,
         unresolved: book.n_unresolved.load(Ordering::Relaxed),
         peak_rss_bytes: peak_rss(),
+        cpu_seconds,
         log_bytes,
         bytes_per_identity,
     })
@@ -597,6 +610,23 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time used so far by this process, all threads, user and system (Linux `/proc/self/stat`,
+/// in clock ticks of 1/100 s: `USER_HZ` is 100 on every Linux ABI).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(cpu_ticks_of_stat(&stat)? as f64 / 100.0)
+}
+
+/// User plus system clock ticks from the text of `/proc/<pid>/stat`.
+fn cpu_ticks_of_stat(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its
+    // last closing parenthesis, where utime and stime are the 12th and 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
 fn folder_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
@@ -607,4 +637,17 @@ fn folder_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime_whatever_the_command_name() {
+        let stat = "4242 (idg (x) y) R 1 4242 4242 0 -1 4194304 2567 0 0 0 731 45 0 0 20 0 3 0";
+        assert_eq!(cpu_ticks_of_stat(stat), Some(776));
+        assert_eq!(cpu_ticks_of_stat("4242 (idgraph) R 1"), None, "too short");
+        assert!(cpu_seconds().is_some(), "this process's own stat parses");
+    }
 }
