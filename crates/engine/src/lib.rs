@@ -527,6 +527,7 @@ pub fn replay_until(
 ) -> Result<u64, EngineError> {
     let unavailable = |err: idgraph_log::Error| EngineError::Unavailable(err.to_string());
     let from = projection.last_seq().next();
+    let mut presize = Presize::new(log, projection, until);
     let (sender, receiver) =
         std::sync::mpsc::sync_channel::<idgraph_log::RecordBatch>(REPLAY_BATCHES_IN_FLIGHT);
     std::thread::scope(|scope| {
@@ -547,6 +548,7 @@ pub fn replay_until(
                 Ok(n) => n_replayed += n,
                 Err(reason) => failure = Some(reason),
             }
+            presize.after_batch(projection);
             if failure.is_some() || projection.last_seq() >= until {
                 break;
             }
@@ -564,6 +566,45 @@ pub fn replay_until(
     })
 }
 
+/// Entries a replay folds before it sizes the projection for the rest ([`Presize`]), at least
+/// (unless the log is short).
+const PRESIZE_SAMPLE_MIN: u64 = 100_000;
+
+/// Sizes the projection for the whole replay once a sample of it is folded: the structures grow
+/// about linearly with the log, so where they will end is predictable, and reserving that room once
+/// spares every doubling on the way (each copies a structure whole and zeroes fresh pages, about a
+/// tenth of a replay at 10M events). A wrong guess costs nothing but capacity: too little and the
+/// structures double as before, too much and loading trims the excess (in place).
+struct Presize {
+    start: idgraph_projection::Sizes,
+    from: Seq,
+    total: u64,
+    done: bool,
+}
+
+impl Presize {
+    fn new(log: &Log, projection: &Projection, until: Seq) -> Presize {
+        let from = projection.last_seq();
+        let total = until.min(log.last_seq()).0.saturating_sub(from.0);
+        Presize { start: projection.sizes(), from, total, done: false }
+    }
+
+    /// Called after each folded batch.
+    fn after_batch(&mut self, projection: &mut Projection) {
+        let folded = projection.last_seq().0.saturating_sub(self.from.0);
+        // A 64th of the log, at least 100k entries or an eighth of the log, whichever is less.
+        let sample = (self.total / 8).min(PRESIZE_SAMPLE_MIN).max(self.total / 64);
+        if self.done || folded < sample {
+            return;
+        }
+        self.done = true;
+        if folded * 4 <= self.total {
+            let end = projection.sizes().extrapolate(self.start, folded, self.total, 0.15);
+            projection.reserve_for(end);
+        }
+    }
+}
+
 /// [`replay_until`] on the calling thread alone: scan, checksum, decode and fold in turn, for
 /// machines with one core to spare (and to measure replay on one core).
 pub fn replay_until_on_one_thread(
@@ -574,11 +615,13 @@ pub fn replay_until_on_one_thread(
 ) -> Result<u64, EngineError> {
     let mut n_replayed = 0u64;
     let mut failure = None;
+    let mut presize = Presize::new(log, projection, until);
     log.scan_batches(projection.last_seq().next(), REPLAY_BATCH_ENTRIES, |batch| {
         match fold_batch(projection, &batch, until) {
             Ok(n) => n_replayed += n,
             Err(reason) => failure = Some(reason),
         }
+        presize.after_batch(projection);
         if failure.is_some() || projection.last_seq() >= until {
             return ControlFlow::Break(());
         }

@@ -190,6 +190,19 @@ impl Interner {
         self.table.shrink_to_fit();
     }
 
+    /// Bytes of records in the arena.
+    pub(crate) fn arena_len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Reserves room for `n_identities` in the table and `arena_bytes` of records.
+    pub(crate) fn reserve_for(&mut self, n_identities: usize, arena_bytes: usize) {
+        self.arena.reserve_exact(arena_bytes.saturating_sub(self.arena.len()));
+        if n_identities > self.table.capacity() * 3 / 4 {
+            self.table.shrink_to_hold(n_identities);
+        }
+    }
+
     /// Shrinks to the length plus `room(length)`, for the arena and the table alike.
     pub(crate) fn shrink_leaving_room(&mut self, room: fn(usize) -> usize) {
         crate::fit_vec(&mut self.arena, room);

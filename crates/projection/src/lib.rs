@@ -59,6 +59,38 @@ fn type_pair(profile: ProfileId, identity_type: IdentityType) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProfileId(pub(crate) u32);
 
+/// The sizes of the structures that grow with the log ([`Projection::sizes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Graph nodes (identities and profiles).
+    pub nodes: usize,
+    /// Graph edges (lookups and aliases).
+    pub edges: usize,
+    /// Interned identities.
+    pub identities: usize,
+    /// Bytes of interned identity records.
+    pub identity_bytes: usize,
+    /// Profiles.
+    pub profiles: usize,
+}
+
+impl Sizes {
+    /// Where sizes that went from `start` to `self` over `done` entries end after `total`, if they
+    /// keep growing at the same rate, plus `margin` (a fraction) of the growth to come.
+    pub fn extrapolate(self, start: Sizes, done: u64, total: u64, margin: f64) -> Sizes {
+        let scale = total.saturating_sub(done) as f64 / done.max(1) as f64 * (1.0 + margin);
+        let grow =
+            |now: usize, then: usize| now + (now.saturating_sub(then) as f64 * scale) as usize;
+        Sizes {
+            nodes: grow(self.nodes, start.nodes),
+            edges: grow(self.edges, start.edges),
+            identities: grow(self.identities, start.identities),
+            identity_bytes: grow(self.identity_bytes, start.identity_bytes),
+            profiles: grow(self.profiles, start.profiles),
+        }
+    }
+}
+
 /// [`Projection::shrink_leaving_room`] leaves room for this fraction (1/n) more of everything.
 pub const GROWTH_ROOM_DIVISOR: usize = 8;
 
@@ -1013,6 +1045,31 @@ impl Projection {
         let n_shared = self.shared_types.len();
         self.shared_types.shrink_to(n_shared + room(n_shared));
         fit_vec(&mut self.aliases, room);
+    }
+
+    /// How big the structures that grow with the log are: what [`Projection::reserve_for`] takes.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            nodes: self.graph.node_count(),
+            edges: self.graph.edge_count(),
+            identities: self.interner.len(),
+            identity_bytes: self.interner.arena_len(),
+            profiles: self.profiles.len(),
+        }
+    }
+
+    /// Reserves room for the structures to reach `sizes` without growing again: what a replay that
+    /// can predict its end calls, so that nothing is copied and zeroed twice on the way. Changes
+    /// capacity only; reserved room is address space until written (the hash tables excepted).
+    pub fn reserve_for(&mut self, sizes: Sizes) {
+        let more = |target: usize, now: usize| target.saturating_sub(now);
+        self.graph.reserve_exact_nodes(more(sizes.nodes, self.graph.node_count()));
+        self.graph.reserve_exact_edges(more(sizes.edges, self.graph.edge_count()));
+        self.interner.reserve_for(sizes.identities, sizes.identity_bytes);
+        self.profiles.reserve_exact(more(sizes.profiles, self.profiles.len()));
+        if sizes.profiles > self.mpid_index.capacity() * 3 / 4 {
+            self.mpid_index.shrink_to_hold(sizes.profiles);
+        }
     }
 
     /// Heap bytes by component (capacity-based), for memory investigations.

@@ -219,6 +219,32 @@ fn room_left_after_loading_changes_nothing_but_capacity() {
 }
 
 #[test]
+fn sizes_extrapolate_linearly_and_reserving_them_changes_nothing_but_capacity() {
+    let start = Sizes { nodes: 10, edges: 0, identities: 5, identity_bytes: 100, profiles: 5 };
+    let now = Sizes { nodes: 30, edges: 10, identities: 15, identity_bytes: 300, profiles: 15 };
+    // 20 entries of 100 done: four times as much growth to come, plus a tenth of it.
+    let end = now.extrapolate(start, 20, 100, 0.1);
+    assert_eq!(
+        end,
+        Sizes { nodes: 118, edges: 54, identities: 59, identity_bytes: 1180, profiles: 59 }
+    );
+    assert_eq!(now.extrapolate(start, 100, 100, 0.1), now, "nothing left to fold");
+
+    let entries = generated(13, 4_000);
+    let mut reserved = fold(&entries[..1_000]);
+    let sizes = reserved.sizes();
+    let end = sizes.extrapolate(Sizes::default(), 1_000, 4_000, 0.15);
+    reserved.reserve_for(end);
+    assert!(reserved.graph.capacity().0 >= end.nodes && reserved.graph.capacity().1 >= end.edges);
+    assert!(reserved.profiles.capacity() >= end.profiles);
+    assert!(reserved.interner.table_capacity() * 3 >= end.identities * 4);
+    for (idx, entry) in entries.iter().enumerate().skip(1_000) {
+        reserved.apply(Seq(idx as u64 + 1), entry).unwrap();
+    }
+    assert_eq!(reserved.to_snapshot(), fold(&entries).to_snapshot());
+}
+
+#[test]
 fn a_run_stops_at_the_first_entry_out_of_sequence() {
     let entries = generated(3, 10);
     let mut views: Vec<(Seq, EntryView<'_>)> =
