@@ -1,7 +1,8 @@
 //! Memory per identity of the projection, measured by the allocator: the bytes live after a replay
 //! minus the bytes live before, divided by the number of distinct identities (profiles, the graph
 //! and every index included). Reported twice: as grown (with vector growth slack) and after
-//! `shrink_to_fit`, which the engine calls after loading.
+//! `shrink_to_fit`, the projection's own size. (After loading, the engine keeps room for an eighth
+//! more: `Projection::shrink_leaving_room`.)
 //!
 //! Run: `cargo bench --bench projection_memory`; `IDGRAPH_BENCH_ENTRIES` sets the log size (default
 //! 1,000,000 entries). Target: ≤ 150 bytes per identity.

@@ -63,7 +63,7 @@ pub(crate) struct IdempotencyIndex {
     /// Randomly seeded: request ids come from clients.
     hasher: DefaultHashBuilder,
     /// Insertion order with times (and hashes), for expiry. Its capacity is reserved for
-    /// [`IDEMPOTENCY_IDS_MAX`] ids up front (32 MB of address space, resident only as it fills), so
+    /// [`IDEMPOTENCY_IDS_MAX`] ids up front (40 MB of address space, resident only as it fills), so
     /// it never stalls a request to grow.
     order: VecDeque<(Timestamp, u64, Key)>,
     /// Where a new key is joined before it is copied into its one allocation.
