@@ -570,11 +570,17 @@ pub fn replay_until(
 /// (unless the log is short).
 const PRESIZE_SAMPLE_MIN: u64 = 100_000;
 
+/// [`Presize`] never reserves more than this many times a vector's current size (the sample is a
+/// 64th of the log), nor, for the hash tables, which are written whole, more than four times.
+const PRESIZE_FACTOR_MAX: usize = 64;
+
 /// Sizes the projection for the whole replay once a sample of it is folded: the structures grow
 /// about linearly with the log, so where they will end is predictable, and reserving that room once
 /// spares every doubling on the way (each copies a structure whole and zeroes fresh pages, about a
-/// tenth of a replay at 10M events). A wrong guess costs nothing but capacity: too little and the
-/// structures double as before, too much and loading trims the excess (in place).
+/// tenth of a replay at 10M events). A wrong guess costs little: too little and the structures
+/// double as before; too much (a log whose start is denser than the rest, say a bulk import) costs
+/// address space in the vectors, which is not memory until written, and at most four times the
+/// current size in the two hash tables, which are. Loading trims the excess (in place).
 struct Presize {
     start: idgraph_projection::Sizes,
     from: Seq,
@@ -599,8 +605,9 @@ impl Presize {
         }
         self.done = true;
         if folded * 4 <= self.total {
-            let end = projection.sizes().extrapolate(self.start, folded, self.total, 0.15);
-            projection.reserve_for(end);
+            let now = projection.sizes();
+            let end = now.extrapolate(self.start, folded, self.total, 0.15);
+            projection.reserve_for(now.at_most_times(end, PRESIZE_FACTOR_MAX));
         }
     }
 }

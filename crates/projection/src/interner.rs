@@ -197,7 +197,9 @@ impl Interner {
 
     /// Reserves room for `n_identities` in the table and `arena_bytes` of records.
     pub(crate) fn reserve_for(&mut self, n_identities: usize, arena_bytes: usize) {
-        self.arena.reserve_exact(arena_bytes.saturating_sub(self.arena.len()));
+        let arena_bytes = arena_bytes.min(ARENA_BYTES_MAX);
+        // Only an optimisation: if the room cannot be had, the arena grows as it would have.
+        let _ = self.arena.try_reserve_exact(arena_bytes.saturating_sub(self.arena.len()));
         if n_identities > self.table.capacity() * 3 / 4 {
             self.table.shrink_to_hold(n_identities);
         }

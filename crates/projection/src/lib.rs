@@ -75,6 +75,18 @@ pub struct Sizes {
 }
 
 impl Sizes {
+    /// Each size capped at `factor` times what it is in `self`.
+    pub fn at_most_times(self, end: Sizes, factor: usize) -> Sizes {
+        let cap = |now: usize, end: usize| end.min(now.saturating_mul(factor));
+        Sizes {
+            nodes: cap(self.nodes, end.nodes),
+            edges: cap(self.edges, end.edges),
+            identities: cap(self.identities, end.identities),
+            identity_bytes: cap(self.identity_bytes, end.identity_bytes),
+            profiles: cap(self.profiles, end.profiles),
+        }
+    }
+
     /// Where sizes that went from `start` to `self` over `done` entries end after `total`, if they
     /// keep growing at the same rate, plus `margin` (a fraction) of the growth to come.
     pub fn extrapolate(self, start: Sizes, done: u64, total: u64, margin: f64) -> Sizes {
@@ -90,6 +102,9 @@ impl Sizes {
         }
     }
 }
+
+/// [`Projection::reserve_for`] grows a hash table at most this many times over at once.
+const TABLE_RESERVE_FACTOR_MAX: usize = 4;
 
 /// [`Projection::shrink_leaving_room`] leaves room for this fraction (1/n) more of everything.
 pub const GROWTH_ROOM_DIVISOR: usize = 8;
@@ -1061,14 +1076,22 @@ impl Projection {
     /// Reserves room for the structures to reach `sizes` without growing again: what a replay that
     /// can predict its end calls, so that nothing is copied and zeroed twice on the way. Changes
     /// capacity only; reserved room is address space until written (the hash tables excepted).
+    /// The caller bounds `sizes` (the graph's vectors and the hash tables abort the process if
+    /// the memory cannot be had, as any growth of them would).
     pub fn reserve_for(&mut self, sizes: Sizes) {
         let more = |target: usize, now: usize| target.saturating_sub(now);
         self.graph.reserve_exact_nodes(more(sizes.nodes, self.graph.node_count()));
         self.graph.reserve_exact_edges(more(sizes.edges, self.graph.edge_count()));
-        self.interner.reserve_for(sizes.identities, sizes.identity_bytes);
-        self.profiles.reserve_exact(more(sizes.profiles, self.profiles.len()));
-        if sizes.profiles > self.mpid_index.capacity() * 3 / 4 {
-            self.mpid_index.shrink_to_hold(sizes.profiles);
+        // The hash tables are written whole: a guess too large would be resident memory, so they
+        // grow at most fourfold here and double from there.
+        let table_max = |now: usize| now.saturating_mul(TABLE_RESERVE_FACTOR_MAX).max(1 << 16);
+        let identities = sizes.identities.min(table_max(self.interner.len()));
+        self.interner.reserve_for(identities, sizes.identity_bytes);
+        // Only an optimisation: if the room cannot be had, the vector grows as it would have.
+        let _ = self.profiles.try_reserve_exact(more(sizes.profiles, self.profiles.len()));
+        let profiles = sizes.profiles.min(table_max(self.mpid_index.len()));
+        if profiles > self.mpid_index.capacity() * 3 / 4 {
+            self.mpid_index.shrink_to_hold(profiles);
         }
     }
 

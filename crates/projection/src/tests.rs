@@ -229,6 +229,12 @@ fn sizes_extrapolate_linearly_and_reserving_them_changes_nothing_but_capacity() 
         Sizes { nodes: 118, edges: 54, identities: 59, identity_bytes: 1180, profiles: 59 }
     );
     assert_eq!(now.extrapolate(start, 100, 100, 0.1), now, "nothing left to fold");
+    let capped = now.at_most_times(end, 2);
+    assert_eq!(
+        capped,
+        Sizes { nodes: 60, edges: 20, identities: 30, identity_bytes: 600, profiles: 30 }
+    );
+    assert_eq!(now.at_most_times(now, 2), now, "a cap never raises a size");
 
     let entries = generated(13, 4_000);
     let mut reserved = fold(&entries[..1_000]);
