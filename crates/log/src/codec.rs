@@ -370,20 +370,22 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn bool(&mut self) -> Decoded<bool> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            byte => malformed("bool byte", byte, self.at - 1),
-        }
+        self.zero_or_one("bool byte")
     }
 
     /// An `Option`'s tag: whether a value follows.
     #[inline]
     fn some(&mut self) -> Decoded<bool> {
+        self.zero_or_one("option tag")
+    }
+
+    /// A byte that must be 0 or 1 (`what` names it in the error).
+    #[inline]
+    fn zero_or_one(&mut self, what: &'static str) -> Decoded<bool> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            byte => malformed("option tag", byte, self.at - 1),
+            byte => malformed(what, byte, self.at - 1),
         }
     }
 
