@@ -1,6 +1,6 @@
 //! Audit over a large log: replay (decode thread + fold thread) throughput, and as-of latency at
-//! random points: a profile and a search from the log's indexes (`audit::profiles_as_of`,
-//! `audit::lookup_as_of`), and the whole graph from the nearest snapshot plus a tail fold.
+//! random points: a profile and a search from the log's indexes (`audit::past::profiles_as_of`,
+//! `audit::past::lookup_as_of`), and the whole graph from the nearest snapshot plus a tail fold.
 //!
 //! Run: `cargo bench --bench audit`. `IDGRAPH_BENCH_ENTRIES` (default 1,000,000) sets the log
 //! size; a snapshot is written every quarter of it (`IDGRAPH_BENCH_SNAPSHOTS` snapshots, default 4).
@@ -43,14 +43,17 @@ fn main() {
     let mut live = Projection::new();
     let mut batch: Vec<Entry> = Vec::with_capacity(10_000);
     let every = n / n_snapshots;
-    // What existed when: (seq, mpid) of each creation, (seq, scope, identity) of every 16th attach.
-    let mut created: Vec<(Seq, Mpid)> = Vec::new();
+    // What existed when: (seq, scope, mpid) of each creation, (seq, scope, identity) of every 16th
+    // attach.
+    let mut created: Vec<(Seq, String, Mpid)> = Vec::new();
     let mut attached: Vec<(Seq, String, Identity)> = Vec::new();
     for (idx, entry) in LogGenerator::new(3).take(n as usize).enumerate() {
         let seq = Seq(idx as u64 + 1);
         for event in &entry.events {
             match event {
-                Event::ProfileCreated { mpid } => created.push((seq, *mpid)),
+                Event::ProfileCreated { mpid } => {
+                    created.push((seq, entry.request.scope.clone(), *mpid))
+                }
                 Event::IdentityAttached { identity, .. } if seq.0.is_multiple_of(16) => {
                     attached.push((seq, entry.request.scope.clone(), identity.clone()))
                 }
@@ -99,13 +102,14 @@ fn main() {
     for _ in 0..samples {
         // A random point, and a profile that existed then.
         let seq = Seq(1 + rng.below(n));
-        let n_existing = created.partition_point(|(at, _)| *at <= seq);
+        let n_existing = created.partition_point(|(at, _, _)| *at <= seq);
         if n_existing == 0 {
             continue;
         }
-        let mpid = created[rng.below(n_existing as u64) as usize].1;
+        let (_, scope, mpid) = &created[rng.below(n_existing as u64) as usize];
+        let mpid = *mpid;
         let started = Instant::now();
-        let projection = audit::profiles_as_of(&log, &[mpid], seq).unwrap();
+        let projection = audit::past::profiles_as_of(&log, scope, &[mpid], seq).unwrap();
         profile_ms.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(projection.profile_id(mpid).is_some(), "{mpid} existed at {seq}");
         n_events += projection.n_events_applied();
@@ -125,7 +129,7 @@ fn main() {
         let (_, scope, identity) = &attached[rng.below(n_known as u64) as usize];
         let started = Instant::now();
         let projection =
-            audit::lookup_as_of(&log, scope, std::slice::from_ref(identity), None, seq).unwrap();
+            audit::past::lookup_as_of(&log, scope, std::slice::from_ref(identity), None, seq).unwrap();
         search_ms.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(projection.n_profiles() > 0, "someone held {identity} by {seq}");
     }
@@ -141,7 +145,7 @@ fn main() {
         for _ in 0..20 {
             let seq = Seq(1 + rng.below(n));
             let started = Instant::now();
-            let projection = audit::projection_as_of(&log, seq).unwrap();
+            let projection = audit::past::projection_as_of(&log, seq).unwrap();
             latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
             assert_eq!(projection.last_seq(), seq);
         }

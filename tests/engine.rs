@@ -317,12 +317,14 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
             query(IdentityOp::Identify, &[(IdentityType::DeviceApplicationStamp, "new")], None),
         )
         .unwrap_err();
-    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
-    // Poisoned: even requests that would change nothing are refused.
+    // The failure keeps its kind: the log's, poisoned by the I/O error (503), not a client's.
+    assert!(matches!(err, EngineError::Log(idgraph::log::Error::Poisoned { .. })), "{err:?}");
+    // Halted: even requests that would change nothing are refused, naming the first failure.
     let err = engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)).unwrap_err();
-    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    let names_cause = matches!(&err, EngineError::Halted { cause } if cause.contains("injected"));
+    assert!(names_cause, "{err:?}");
     let batch = vec![(prod.clone(), query(IdentityOp::Identify, &[DAS], None))];
-    assert!(matches!(engine.handle_batch(batch)[..], [Err(EngineError::Unavailable(_))]));
+    assert!(matches!(engine.handle_batch(batch)[..], [Err(EngineError::Halted { .. })]));
 
     // A batch whose write fails answers nothing but the failure, even for the requests that
     // changed nothing: they were decided after entries that are now lost.
@@ -341,7 +343,7 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
     ];
     let answers = engine.handle_batch(batch);
     assert_eq!(answers.len(), 3);
-    assert!(answers.iter().all(|a| matches!(a, Err(EngineError::Unavailable(_)))), "{answers:?}");
+    assert!(answers.iter().all(|a| matches!(a, Err(EngineError::Log(_)))), "{answers:?}");
 }
 
 /// History and explanation of the signup flow render as expected: the anonymous browsing, then the
@@ -388,8 +390,7 @@ fn history_and_explain_of_the_signup_flow() {
 became known at #3 (login), after 2 anonymous step(s)"
     );
 
-    let workspace = engine.workspace("shop").unwrap().clone();
-    let explained = audit::explain_entry(engine.log(), &workspace, Seq(4)).unwrap().unwrap();
+    let explained = engine.audit("shop").unwrap().explain_entry(Seq(4)).unwrap();
     assert!(explained.agrees);
     assert_eq!(
         explained.explanation.to_string(),
@@ -399,7 +400,7 @@ became known at #3 (login), after 2 anonymous step(s)"
   answer: 2 (new), logged in: false"
     );
     // As of the first entry, the profile was anonymous with the device only.
-    let as_of = audit::projection_as_of(engine.log(), Seq(1)).unwrap();
+    let as_of = audit::past::projection_as_of(engine.log(), Seq(1)).unwrap();
     let profile = as_of.profile_id(first.mpid).unwrap();
     assert_eq!(as_of.identities_of_sorted(profile), [Identity::new(DAS.0, DAS.1)]);
 }
@@ -541,7 +542,7 @@ fn as_of_every_sequence_equals_a_fold_up_to_it() {
         .unwrap();
     assert_eq!(expected.len() as u64, last.0 + 1);
     for seq in 0..=last.0 {
-        let as_of = audit::projection_as_of(engine.log(), Seq(seq)).unwrap();
+        let as_of = audit::past::projection_as_of(engine.log(), Seq(seq)).unwrap();
         assert_eq!(as_of.last_seq(), Seq(seq));
         assert_eq!(as_of.content_digest(), expected[seq as usize], "as of {seq}");
     }
@@ -633,7 +634,9 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
             n_aliases += usize::from(matches!(entry.request.operation, Operation::Alias { .. }));
             n_splits += usize::from(matches!(entry.request.operation, Operation::AdminSplit(_)));
             for mpid in asked {
-                let partial = audit::profiles_as_of(engine.log(), &[mpid], seq).unwrap();
+                let partial =
+                    audit::past::profiles_as_of(engine.log(), &workspace.scope, &[mpid], seq)
+                        .unwrap();
                 assert_eq!(view(&partial, mpid), view(&full, mpid), "{mpid} as of {seq}");
                 assert_eq!(
                     partial.aliases_from(mpid),
@@ -642,9 +645,13 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
                 );
                 n_checked += 1;
             }
-            if let Some(explained) = audit::explain_entry(engine.log(), &workspace, seq).unwrap() {
-                assert!(explained.agrees, "entry {seq}:\n{}", explained.explanation);
-                n_explained += 1;
+            match engine.audit(&workspace.name).unwrap().explain_entry(seq) {
+                Ok(explained) => {
+                    assert!(explained.agrees, "entry {seq}:\n{}", explained.explanation);
+                    n_explained += 1;
+                }
+                Err(EngineError::Invalid(_)) => {} // Not an identity request.
+                Err(err) => panic!("entry {seq}: {err}"),
             }
             ControlFlow::Continue(())
         })
@@ -726,4 +733,93 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
     let digest = |engine: &Engine| engine.with_projection(|p| p.content_digest());
     assert_eq!(digest(&batched), digest(&one_by_one));
     assert!(got.iter().filter(|r| r.is_ok()).count() > 2_500);
+}
+
+#[test]
+fn a_request_id_reused_for_another_request_is_refused_and_records_nothing() {
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let with_id = meta(Environment::Production, Some("req-1"));
+    let first = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
+    // A retry of the same request gets the same answer and records nothing.
+    let again = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
+    assert_eq!(again, first);
+    assert_eq!(engine.log().last_seq(), Seq(1));
+    // The same id for a modify (or a login, or identify with other identities) is a conflict,
+    // naming the operation the id was first used for; nothing is recorded or applied.
+    let add = idgraph::model::IdentityChange {
+        identity_type: IdentityType::Email,
+        old_value: None,
+        new_value: Some("x@example.com".into()),
+    };
+    let modify = Command::Modify { mpid: first.mpid, identity_changes: vec![add.clone()] };
+    let login = query(IdentityOp::Login, &[DAS, EMAIL], Some(first.mpid));
+    let other = query(IdentityOp::Identify, &[(IdentityType::DeviceApplicationStamp, "d2")], None);
+    for command in [modify, login, other] {
+        let err = engine.handle(&with_id, command).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::RequestIdReused { request_id, operation: "identify" } if request_id == "req-1"),
+            "{err:?}"
+        );
+        assert!(err.is_client_error());
+    }
+    assert_eq!(engine.log().last_seq(), Seq(1));
+    // Under a new id the modify goes through.
+    let modify = Command::Modify { mpid: first.mpid, identity_changes: vec![add] };
+    assert!(engine.handle(&meta(Environment::Production, Some("req-2")), modify).is_ok());
+    assert_eq!(engine.log().last_seq(), Seq(2));
+}
+
+#[test]
+fn an_overlong_request_id_is_refused() {
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let long = "r".repeat(129);
+    let err = engine
+        .handle(&meta(Environment::Production, Some(&long)), query(IdentityOp::Identify, &[DAS], None))
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Request(e) if e.code == ErrorCode::InvalidData && e.message.contains("at most 128")),
+        "{err:?}"
+    );
+    assert_eq!(engine.log().last_seq(), Seq::ZERO);
+    let ok = "r".repeat(128);
+    resolved(engine.handle(&meta(Environment::Production, Some(&ok)), query(IdentityOp::Identify, &[DAS], None)));
+}
+
+#[test]
+fn a_modify_cannot_exceed_the_per_type_identity_cap() {
+    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let prod = meta(Environment::Production, None);
+    let profile = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
+    let add = |value: String| idgraph::model::IdentityChange {
+        identity_type: IdentityType::MobileNumber,
+        old_value: None,
+        new_value: Some(value),
+    };
+    // 33 values of one type in one modify: the cap is 32, so the whole modify is refused.
+    let changes: Vec<_> = (0..33).map(|n| add(format!("+1555000{n:04}"))).collect();
+    let err = engine
+        .handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: changes.clone() })
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Request(e) if e.code == ErrorCode::LookupError && e.message.contains("more than 32")),
+        "{err:?}"
+    );
+    assert_eq!(engine.log().last_seq(), Seq(1));
+    // 32 are fine; one more in a later modify is refused; replacing one is fine.
+    engine
+        .handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: changes[..32].to_vec() })
+        .unwrap();
+    let one_more = Command::Modify { mpid: profile.mpid, identity_changes: vec![changes[32].clone()] };
+    assert!(engine.handle(&prod, one_more).is_err());
+    let replace = idgraph::model::IdentityChange {
+        identity_type: IdentityType::MobileNumber,
+        old_value: Some("+15550000000".into()),
+        new_value: Some("+15559999999".into()),
+    };
+    engine.handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: vec![replace] }).unwrap();
+    let n_numbers = engine.with_projection(|p| {
+        let id = p.profile_id(profile.mpid).unwrap();
+        p.n_identities_of_type(id, IdentityType::MobileNumber)
+    });
+    assert_eq!(n_numbers, 32);
 }

@@ -1,16 +1,18 @@
-//! `idgraph history`, `idgraph explain`, `idgraph as-of`: audit the log (docs/audit.md).
+//! `idgraph history`, `idgraph explain`, `idgraph as-of`, `idgraph what-if`: audit the log
+//! (docs/audit.md). Each parses its arguments, calls the engine's audit use case
+//! (`idgraph_engine::audit::Audit`, the same the HTTP API calls) and renders the report as text.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use idgraph_engine::audit;
+use idgraph_engine::Workspace;
+use idgraph_engine::audit::{AsOf, Audit};
 use idgraph_log::Log;
-use idgraph_model::{Identity, IdentityTypeSet, Mpid, Seq, Timestamp};
-use idgraph_query::history::{IdentityHistoryBuilder, ProfileHistoryBuilder};
+use idgraph_model::{Environment, Identity, Mpid, Seq, Timestamp};
 use idgraph_server::ServerConfig;
 
-/// Where the log is and how its workspaces are configured.
+/// Where the log is, how its workspaces are configured, and which one asks.
 #[derive(Debug, Args)]
 pub(crate) struct Source {
     /// The data folder.
@@ -20,10 +22,27 @@ pub(crate) struct Source {
     /// configuration of `idgraph serve`.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The workspace that asks: answers are confined to its identity scope, and use its
+    /// configuration (default: the configuration's first).
+    #[arg(long)]
+    workspace: Option<String>,
+}
+
+/// An opened log and the configured workspaces, with the caller's index.
+struct Opened {
+    log: Log,
+    workspaces: Vec<Workspace>,
+    caller: usize,
+}
+
+impl Opened {
+    fn audit(&self) -> Audit<'_> {
+        Audit { log: &self.log, caller: &self.workspaces[self.caller], workspaces: &self.workspaces }
+    }
 }
 
 impl Source {
-    fn open(&self) -> anyhow::Result<(Log, ServerConfig)> {
+    fn open(&self) -> anyhow::Result<Opened> {
         let config = match &self.config {
             Some(path) => ServerConfig::load(path)?,
             None => ServerConfig::development(
@@ -31,37 +50,43 @@ impl Source {
                 PathBuf::from(crate::DATA_DIR_DEFAULT),
             ),
         };
+        let workspaces: Vec<Workspace> =
+            config.workspaces.iter().map(|w| w.workspace.clone()).collect();
+        let caller = match &self.workspace {
+            Some(name) => workspaces
+                .iter()
+                .position(|w| &w.name == name)
+                .with_context(|| format!("no workspace `{name}` in the configuration"))?,
+            None => {
+                anyhow::ensure!(!workspaces.is_empty(), "the configuration has no workspace");
+                0
+            }
+        };
         let data_dir = self.data_dir.clone().unwrap_or_else(|| config.data_dir.clone());
         let log = Log::open(data_dir.join("log"))
             .with_context(|| format!("cannot open {}", data_dir.display()))?;
-        Ok((log, config))
+        Ok(Opened { log, workspaces, caller })
     }
 }
 
-/// The workspace called `name`, or the configuration's first.
-fn workspace_named<'c>(
-    config: &'c ServerConfig,
-    name: Option<&str>,
-) -> anyhow::Result<&'c idgraph_server::WorkspaceConfig> {
-    match name {
-        Some(name) => config
-            .workspaces
-            .iter()
-            .find(|w| w.workspace.name == name)
-            .with_context(|| format!("no workspace `{name}` in the configuration")),
-        None => config.workspaces.first().context("the configuration has no workspace"),
-    }
+/// Parses an MPID argument (negative ones too: about half of all MPIDs are).
+fn mpid_arg(flag: &str, text: &str) -> anyhow::Result<Mpid> {
+    text.parse().with_context(|| format!("{flag} {text}: expected a non-zero 64-bit integer"))
 }
 
-fn login_ids(config: &ServerConfig) -> IdentityTypeSet {
-    config.workspaces.iter().flat_map(|w| w.workspace.resolver.login_ids.iter()).collect()
+/// Parses a `type=value` argument.
+fn identity_arg(flag: &str, text: &str) -> anyhow::Result<Identity> {
+    let (identity_type, value) =
+        text.split_once('=').with_context(|| format!("{flag} {text}: expected type=value"))?;
+    let identity_type = identity_type.parse().with_context(|| format!("{flag} {text}"))?;
+    Ok(Identity::new(identity_type, value))
 }
 
 /// `idgraph history`.
 #[derive(Debug, Args)]
 pub(crate) struct HistoryArgs {
     /// The profile whose history to show.
-    #[arg(long, conflicts_with = "identity")]
+    #[arg(long, conflicts_with = "identity", allow_hyphen_values = true)]
     mpid: Option<String>,
     /// An identity, `type=value`: which profiles held it over time.
     #[arg(long)]
@@ -71,39 +96,17 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<()> {
-    let (log, config) = args.source.open()?;
+    let opened = args.source.open()?;
+    let audit = opened.audit();
     if let Some(mpid) = &args.mpid {
-        let mpid: Mpid = mpid.parse().with_context(|| format!("--mpid {mpid}"))?;
-        let mut builder = ProfileHistoryBuilder::new(mpid, login_ids(&config));
-        for (seq, entry) in audit::entries_of_profile(&log, mpid, log.last_seq())? {
-            builder.feed(seq, &entry);
-        }
-        let history = builder.finish();
-        anyhow::ensure!(!history.steps.is_empty(), "no entry of the log mentions MPID {mpid}");
+        let history = audit.profile_history(mpid_arg("--mpid", mpid)?)?;
         outln!("{history}");
         return Ok(());
     }
     let identity = args.identity.as_deref().context("give --mpid or --identity")?;
-    let (identity_type, value) = identity
-        .split_once('=')
-        .with_context(|| format!("--identity {identity}: expected type=value"))?;
-    let identity = Identity::new(identity_type.parse()?, value);
-    // The identity index is per identity scope: follow the identity in every configured scope.
-    let mut scopes: Vec<&str> =
-        config.workspaces.iter().map(|w| w.workspace.scope.as_str()).collect();
-    scopes.sort_unstable();
-    scopes.dedup();
-    let mut entries = Vec::new();
-    for scope in scopes {
-        entries.extend(audit::entries_of_identity(&log, scope, &identity, log.last_seq())?);
-    }
-    entries.sort_by_key(|(seq, _)| *seq);
-    let mut builder = IdentityHistoryBuilder::new(identity.clone(), None);
-    for (seq, entry) in &entries {
-        builder.feed(*seq, entry);
-    }
+    let identity = identity_arg("--identity", identity)?;
     outln!("holders of {identity}");
-    for holding in builder.finish() {
+    for holding in audit.identity_history(&identity)? {
         let until = match &holding.until {
             Some((seq, time, reason)) => format!("until #{seq} {time} ({reason:?})"),
             None => "still held".to_owned(),
@@ -124,40 +127,18 @@ pub(crate) struct ExplainArgs {
 }
 
 pub(crate) fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let (log, config) = args.source.open()?;
-    let entry =
-        log.get(Seq(args.seq))?.with_context(|| format!("no entry at sequence {}", args.seq))?;
-    let workspace = config
-        .workspaces
-        .iter()
-        .find(|w| w.workspace.name == entry.request.workspace)
-        .with_context(|| {
-            format!(
-                "entry {} belongs to workspace `{}`, which the configuration lacks",
-                args.seq, entry.request.workspace
-            )
-        })?;
-    match audit::explain_entry(&log, &workspace.workspace, Seq(args.seq))
-        .map_err(|err| anyhow::anyhow!("{err}"))?
-    {
-        None => outln!(
-            "entry {} is a {}: only identify, login and logout are explained",
-            args.seq,
-            entry.request.operation.name()
-        ),
-        Some(explained) => {
-            outln!("entry #{} at {}", args.seq, entry.recorded_at);
-            outln!("{}", explained.explanation);
-            outln!(
-                "{}",
-                if explained.agrees {
-                    "agrees with the recorded decision"
-                } else {
-                    "DIFFERS from the recorded decision (configuration changed since?)"
-                }
-            );
+    let opened = args.source.open()?;
+    let explained = opened.audit().explain_entry(Seq(args.seq))?;
+    outln!("entry #{} at {}", explained.seq, explained.entry.recorded_at);
+    outln!("{}", explained.explanation);
+    outln!(
+        "{}",
+        if explained.agrees {
+            "agrees with the recorded decision"
+        } else {
+            "DIFFERS from the recorded decision (configuration changed since?)"
         }
-    }
+    );
     Ok(())
 }
 
@@ -171,50 +152,61 @@ pub(crate) struct AsOfArgs {
     #[arg(long)]
     time: Option<String>,
     /// The profile to show.
-    #[arg(long, required_unless_present = "identity")]
+    #[arg(long, required_unless_present = "identity", allow_hyphen_values = true)]
     mpid: Option<String>,
     /// Instead of a profile: search for these identities (`type=value`, repeatable) as of then.
     #[arg(long, conflicts_with = "mpid")]
     identity: Vec<String>,
-    /// The workspace whose scope and configuration the search uses (default: the first).
-    #[arg(long)]
-    workspace: Option<String>,
+    /// The environment the search runs in.
+    #[arg(long, default_value = "production")]
+    environment: String,
     #[command(flatten)]
     source: Source,
 }
 
 pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
-    let (log, config) = args.source.open()?;
-    let seq = match (&args.seq, &args.time) {
-        (Some(seq), _) => Seq(*seq),
+    let opened = args.source.open()?;
+    let audit = opened.audit();
+    let as_of = match (&args.seq, &args.time) {
+        (Some(seq), _) => AsOf::Seq(Seq(*seq)),
         (None, Some(time)) => {
             let time = chrono::DateTime::parse_from_rfc3339(time)
                 .with_context(|| format!("--time {time}: expected RFC 3339"))?;
-            log.seq_at(Timestamp::from_datetime(time.to_utc()))?
+            AsOf::Time(Timestamp::from_datetime(time.to_utc()))
         }
         (None, None) => anyhow::bail!("give --seq or --time"),
     };
     let started = std::time::Instant::now();
     let Some(mpid) = &args.mpid else {
-        return search_as_of(&log, &config, &args, seq);
+        let identities = args
+            .identity
+            .iter()
+            .map(|text| identity_arg("--identity", text))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let environment = Environment::from_wire_name(&args.environment).with_context(|| {
+            format!("--environment {}: expected production or development", args.environment)
+        })?;
+        let search = audit.search_as_of(environment, identities, as_of)?;
+        outln!("search in {environment} as of #{}", search.as_of);
+        outln!("{}", search.explanation);
+        return Ok(());
     };
-    let mpid: Mpid = mpid.parse().with_context(|| format!("--mpid {mpid}"))?;
-    let projection = audit::profiles_as_of(&log, &[mpid], seq)?;
+    let mpid = mpid_arg("--mpid", mpid)?;
+    let report = audit.profile_as_of(mpid, as_of)?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    outln!("as of #{seq} ({} events folded in {ms:.1} ms)", projection.n_events_applied());
-    match projection.profile_id(mpid) {
+    outln!("as of #{} ({} events folded in {ms:.1} ms)", report.as_of, report.n_events_folded);
+    match report.profile {
         None => outln!("  {mpid} did not exist yet"),
         Some(profile) => {
-            let view = projection.profile(profile);
             let identities: Vec<String> =
-                projection.identities_of_sorted(profile).iter().map(Identity::to_string).collect();
+                profile.identities.iter().map(Identity::to_string).collect();
             outln!(
                 "  {mpid}: created {}, last seen {}, identities {{{}}}",
-                view.created,
-                view.last_seen,
+                profile.created,
+                profile.last_seen,
                 identities.join(", ")
             );
-            for alias in projection.aliases_from(mpid) {
+            for alias in &profile.aliased_to {
                 outln!("  aliased to {} at #{}", alias.destination, alias.seq);
             }
         }
@@ -222,47 +214,9 @@ pub(crate) fn as_of(args: AsOfArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn search_as_of(log: &Log, config: &ServerConfig, args: &AsOfArgs, seq: Seq) -> anyhow::Result<()> {
-    let workspace = workspace_named(config, args.workspace.as_deref())?;
-    let mut identities = Vec::new();
-    for text in &args.identity {
-        let (identity_type, value) = text
-            .split_once('=')
-            .with_context(|| format!("--identity {text}: expected type=value"))?;
-        let identity_type = identity_type.parse().with_context(|| format!("--identity {text}"))?;
-        identities.push(Identity::new(identity_type, value));
-    }
-    let scope = &workspace.workspace.scope;
-    let projection = audit::lookup_as_of(log, scope, &identities, None, seq)?;
-    let resolver =
-        idgraph_query::Resolver { projection: &projection, config: &workspace.workspace.resolver };
-    let world = idgraph_query::World {
-        scope: scope.clone(),
-        environment: idgraph_model::Environment::Production,
-    };
-    let query = idgraph_query::IdentityQuery {
-        op: idgraph_query::IdentityOp::Search,
-        known_identities: identities,
-        previous_mpid: None,
-    };
-    let (res, explanation) = resolver.explain_identity(
-        &world,
-        &query,
-        projection.last_time(),
-        &mut idgraph_engine::RandomMpids,
-    );
-    res.map_err(|err| anyhow::anyhow!("{err}"))?;
-    outln!("search in production as of #{seq}");
-    outln!("{explanation}");
-    Ok(())
-}
-
 /// `idgraph what-if`.
 #[derive(Debug, Args)]
 pub(crate) struct WhatIfArgs {
-    /// The workspace whose recorded requests are re-decided (default: the configuration's first).
-    #[arg(long)]
-    workspace: Option<String>,
     /// The strategy to try.
     #[arg(long)]
     strategy: Option<String>,
@@ -284,8 +238,8 @@ fn types(names: &[String]) -> anyhow::Result<Vec<idgraph_model::IdentityType>> {
 }
 
 pub(crate) fn what_if(args: WhatIfArgs) -> anyhow::Result<()> {
-    let (log, config) = args.source.open()?;
-    let base = workspace_named(&config, args.workspace.as_deref())?;
+    let opened = args.source.open()?;
+    let audit = opened.audit();
     let changes = idgraph_engine::whatif::ConfigChanges {
         strategy: match &args.strategy {
             Some(name) => Some(
@@ -298,16 +252,14 @@ pub(crate) fn what_if(args: WhatIfArgs) -> anyhow::Result<()> {
         login: args.login.as_deref().map(types).transpose()?,
         unique: args.unique.as_deref().map(types).transpose()?,
     };
-    let alternative = changes.apply_to(&base.workspace.resolver)?;
-    let strategy = alternative.strategy;
+    let strategy = changes.strategy.unwrap_or(audit.caller.resolver.strategy);
     let started = std::time::Instant::now();
-    let report = idgraph_engine::whatif::what_if(&log, &base.workspace.name, &alternative)
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let report = audit.what_if(&changes)?;
     let seconds = started.elapsed().as_secs_f64();
     outln!(
         "re-decided {} requests of workspace `{}` under {} in {seconds:.3} s ({:.0} requests/s)",
         report.n_requests,
-        base.workspace.name,
+        audit.caller.name,
         strategy,
         report.n_requests as f64 / seconds.max(1e-9)
     );

@@ -160,16 +160,15 @@ pub fn what_if(
                     outcome,
                 };
                 if let Err(err) = scratch.apply(scratch.last_seq().next(), &applied) {
-                    failure = Some(err.to_string());
+                    failure = Some(err);
                     return ControlFlow::Break(());
                 }
             }
         }
         ControlFlow::Continue(())
-    })
-    .map_err(|err| EngineError::Unavailable(err.to_string()))?;
+    })?;
     match failure {
-        Some(reason) => Err(EngineError::Unavailable(reason)),
+        Some(err) => Err(err.into()),
         None => Ok(report),
     }
 }

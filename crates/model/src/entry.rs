@@ -201,7 +201,7 @@ impl Operation {
 }
 
 /// The arguments of an administrative correction (detach or split).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AdminCorrection {
     /// The profile corrected.
     pub mpid: Mpid,
@@ -214,7 +214,7 @@ pub struct AdminCorrection {
 }
 
 /// The arguments of identify, login and logout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdentityRequest {
     /// The identities the request carried, sorted by type (one value per type).
     pub known_identities: Vec<Identity>,
@@ -223,7 +223,7 @@ pub struct IdentityRequest {
 }
 
 /// One requested change of a modify request. `old_value: None` adds, `new_value: None` removes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdentityChange {
     /// The type being changed.
     pub identity_type: IdentityType,

@@ -5,7 +5,8 @@
 //! ```text
 //! 0..2    value length (u16)
 //! 2..6    graph node of the identity (u32)
-//! 6..10   profile hint (u32): the one profile the identity looks up, or NONE / MANY
+//! 6..10   profile hint (u32): a [`Hint`], packed: the one profile the identity looks up, or
+//!         u32::MAX for none, u32::MAX - 1 for several (profile ids stay below 2^31)
 //! 10..12  world (u16)
 //! 12      identity type code (u8)
 //! 13..    value bytes
@@ -28,20 +29,53 @@ use hashbrown::DefaultHashBuilder;
 use idgraph_model::IdentityType;
 use petgraph::graph::NodeIndex;
 
-use crate::WorldId;
 use crate::table::ProbeTable;
+use crate::{ProfileId, WorldId};
 
 /// An interned identity: the offset of its record in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IdentityId(pub(crate) u32);
 
 const HEADER_LEN: usize = 13;
-/// The identity looks up no profile.
-pub(crate) const HINT_NONE: u32 = u32::MAX;
-/// The identity looks up several profiles: walk the graph.
-pub(crate) const HINT_MANY: u32 = u32::MAX - 1;
+/// [`Hint::None`] in a record.
+const HINT_NONE_BITS: u32 = u32::MAX;
+/// [`Hint::Many`] in a record.
+const HINT_MANY_BITS: u32 = u32::MAX - 1;
 /// Largest arena: offsets stay below 2^31, so they fit the identity form of a packed graph node.
 const ARENA_BYTES_MAX: usize = 1 << 31;
+
+/// Which profiles an identity looks up, as far as its record says: enough to answer for the common
+/// case of exactly one without walking the graph. Kept in 4 bytes of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hint {
+    /// It looks up no profile.
+    None,
+    /// It looks up this profile and no other.
+    One(ProfileId),
+    /// It looks up several profiles: walk the graph.
+    Many,
+}
+
+impl Hint {
+    fn to_bits(self) -> u32 {
+        match self {
+            Hint::None => HINT_NONE_BITS,
+            Hint::Many => HINT_MANY_BITS,
+            Hint::One(profile) => {
+                debug_assert!(profile.0 < 1 << 31, "profile ids stay below 2^31");
+                profile.0
+            }
+        }
+    }
+
+    fn from_bits(bits: u32) -> Hint {
+        match bits {
+            HINT_NONE_BITS => Hint::None,
+            HINT_MANY_BITS => Hint::Many,
+            profile => Hint::One(ProfileId(profile)),
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Interner {
@@ -125,7 +159,7 @@ impl Interner {
         let offset = self.arena.len() as u32;
         self.arena.extend_from_slice(&len.to_le_bytes());
         self.arena.extend_from_slice(&(node.index() as u32).to_le_bytes());
-        self.arena.extend_from_slice(&HINT_NONE.to_le_bytes());
+        self.arena.extend_from_slice(&Hint::None.to_bits().to_le_bytes());
         self.arena.extend_from_slice(&key.world.0.to_le_bytes());
         self.arena.push(key.identity_type.code());
         self.arena.extend_from_slice(key.value.as_bytes());
@@ -156,14 +190,14 @@ impl Interner {
     }
 
     /// The profile hint of an interned id.
-    pub(crate) fn hint(&self, id: IdentityId) -> u32 {
-        u32_at(&self.arena, id.0 as usize + 6)
+    pub(crate) fn hint(&self, id: IdentityId) -> Hint {
+        Hint::from_bits(u32_at(&self.arena, id.0 as usize + 6))
     }
 
     /// Sets the profile hint of an interned id.
-    pub(crate) fn set_hint(&mut self, id: IdentityId, hint: u32) {
+    pub(crate) fn set_hint(&mut self, id: IdentityId, hint: Hint) {
         let at = id.0 as usize + 6;
-        self.arena[at..at + 4].copy_from_slice(&hint.to_le_bytes());
+        self.arena[at..at + 4].copy_from_slice(&hint.to_bits().to_le_bytes());
     }
 
     /// Every id, in first-seen order.
@@ -207,7 +241,7 @@ impl Interner {
 
     /// Shrinks to the length plus `room(length)`, for the arena and the table alike.
     pub(crate) fn shrink_leaving_room(&mut self, room: fn(usize) -> usize) {
-        crate::fit_vec(&mut self.arena, room);
+        crate::sizing::fit_vec(&mut self.arena, room);
         self.table.shrink_to_hold(self.table.len() + room(self.table.len()));
     }
 
@@ -245,9 +279,13 @@ mod tests {
         assert_eq!(interner.resolve(b).value, "a@x");
         assert_eq!(interner.resolve(b).world, WorldId(1));
         assert_eq!(interner.node(b), NodeIndex::new(9));
-        assert_eq!(interner.hint(a), HINT_NONE);
-        interner.set_hint(a, 42);
-        assert_eq!(interner.hint(a), 42);
+        assert_eq!(interner.hint(a), Hint::None);
+        interner.set_hint(a, Hint::One(ProfileId(42)));
+        assert_eq!(interner.hint(a), Hint::One(ProfileId(42)));
+        interner.set_hint(a, Hint::Many);
+        assert_eq!(interner.hint(a), Hint::Many);
+        interner.set_hint(a, Hint::One(ProfileId(0)));
+        assert_eq!(interner.hint(a), Hint::One(ProfileId(0)));
         assert_eq!(interner.resolve(a).value, "a@x", "the hint does not disturb the key");
         assert_eq!(interner.get(key(2, "a@x")), None);
         for n in 0..10_000 {

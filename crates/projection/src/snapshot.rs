@@ -25,17 +25,99 @@ use idgraph_model::{Environment, IdentityType, IdentityTypeSet, Mpid, Seq, Times
 use petgraph::graph::NodeIndex;
 
 use crate::interner::Key;
-use crate::{AliasRecord, Diagnostic, Digest, Edge, Node, Profile, ProfileId, Projection, WorldId};
+use crate::packed::{Edge, Node};
+use crate::{AliasRecord, Diagnostic, Digest, IdentityId, Profile, ProfileId, Projection, WorldId};
 
 const MAGIC: &[u8; 8] = b"IDGSNAP1";
 
 /// Why a snapshot could not be loaded.
+///
+/// ### Handling
+/// Every kind means the same to a caller: the snapshot is an optimisation, never truth, so it is
+/// discarded (and reported) and the projection is rebuilt from an older snapshot or from the log.
+/// The kinds say what an operator should look at: damage on disk ([`SnapshotError::Truncated`],
+/// [`SnapshotError::ChecksumMismatch`]), a format this build does not read
+/// ([`SnapshotError::UnknownVersion`]), or a writer that saved a wrong snapshot
+/// ([`SnapshotError::Malformed`], [`SnapshotError::DigestMismatch`]: a bug to report).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad snapshot: {0}")]
-pub struct SnapshotError(pub String);
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes end before the snapshot does (a cut copy, or a write that did not finish).
+    #[error("bad snapshot: truncated")]
+    Truncated,
+    /// The checksum over the bytes does not match them: they changed after saving.
+    #[error("bad snapshot: checksum mismatch")]
+    ChecksumMismatch,
+    /// The checksum matches but the bytes do not start with this format's magic: not an idgraph
+    /// snapshot, or a format version this build does not read.
+    #[error("bad snapshot: not an idgraph snapshot, or an unknown version (magic)")]
+    UnknownVersion,
+    /// The checksum matches but the content is not a valid projection.
+    #[error("bad snapshot: {0}")]
+    Malformed(#[from] Malformed),
+    /// The content loaded, but its digest recomputed differs from the one recorded at save time.
+    #[error("bad snapshot: content digest differs from the one recorded at save time")]
+    DigestMismatch,
+}
 
-fn bad(message: impl Into<String>) -> SnapshotError {
-    SnapshotError(message.into())
+/// What is wrong with the content of a [`SnapshotError::Malformed`] snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// A string is not UTF-8.
+    #[error("string is not UTF-8")]
+    NotUtf8,
+    /// A count of items exceeds what the remaining bytes can hold.
+    #[error("count {count} exceeds the remaining bytes")]
+    CountTooLarge {
+        /// The count read.
+        count: u32,
+    },
+    /// More worlds than a world id can name.
+    #[error("too many worlds")]
+    TooManyWorlds,
+    /// A world's environment code is unknown.
+    #[error("environment code {0}")]
+    EnvironmentCode(u8),
+    /// Two worlds with the same scope and environment.
+    #[error("duplicate world")]
+    DuplicateWorld,
+    /// An identity or a profile names a world that is not listed.
+    #[error("{0} in an unknown world")]
+    UnknownWorld(&'static str),
+    /// An identity's type code is unknown.
+    #[error("identity type code {0}")]
+    IdentityTypeCode(u8),
+    /// Two identities with the same world, type and value.
+    #[error("duplicate identity")]
+    DuplicateIdentity,
+    /// The identities do not fit the interner's arena.
+    #[error("identity arena overflow")]
+    ArenaOverflow,
+    /// A profile's MPID is 0.
+    #[error("MPID 0")]
+    ZeroMpid,
+    /// Two profiles with the same MPID.
+    #[error("duplicate MPID {0}")]
+    DuplicateMpid(Mpid),
+    /// The node count differs from the identities and profiles.
+    #[error("node count differs from identities + profiles")]
+    NodeCount,
+    /// A node of an unknown kind, for an unknown id, or for an id that already has one.
+    #[error("bad node")]
+    BadNode,
+    /// A lookup names an identity or a profile that is not listed.
+    #[error("lookup names an unknown node")]
+    LookupUnknownNode,
+    /// The same lookup twice.
+    #[error("duplicate lookup")]
+    DuplicateLookup,
+    /// An alias names a profile that is not listed.
+    #[error("alias names an unknown profile")]
+    AliasUnknownProfile,
+    /// Bytes after the last section.
+    #[error("trailing bytes")]
+    TrailingBytes,
 }
 
 struct Writer(Vec<u8>);
@@ -73,7 +155,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
         if self.0.len() < n {
-            return Err(bad("truncated"));
+            return Err(SnapshotError::Truncated);
         }
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
@@ -102,14 +184,14 @@ impl<'a> Reader<'a> {
     }
     fn str(&mut self) -> Result<&'a str, SnapshotError> {
         let len = self.u32()? as usize;
-        std::str::from_utf8(self.take(len)?).map_err(|_| bad("string is not UTF-8"))
+        std::str::from_utf8(self.take(len)?).map_err(|_| Malformed::NotUtf8.into())
     }
     /// A count of items at least `item_len_min` bytes each, bounded by the bytes left so that a
     /// damaged count cannot make us allocate wildly.
     fn count(&mut self, item_len_min: usize) -> Result<usize, SnapshotError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(item_len_min) > self.0.len() {
-            return Err(bad(format!("count {n} exceeds the remaining bytes")));
+            return Err(Malformed::CountTooLarge { count: n as u32 }.into());
         }
         Ok(n)
     }
@@ -200,14 +282,14 @@ impl Projection {
     pub fn from_snapshot(bytes: &[u8]) -> Result<Projection, SnapshotError> {
         let (body, checksum) = bytes
             .split_at_checked(bytes.len().saturating_sub(16))
-            .ok_or_else(|| bad("truncated"))?;
-        let checksum: [u8; 16] = checksum.try_into().map_err(|_| bad("truncated"))?;
+            .ok_or(SnapshotError::Truncated)?;
+        let checksum: [u8; 16] = checksum.try_into().map_err(|_| SnapshotError::Truncated)?;
         if xxhash_rust::xxh3::xxh3_128(body) != u128::from_le_bytes(checksum) {
-            return Err(bad("checksum mismatch"));
+            return Err(SnapshotError::ChecksumMismatch);
         }
         let mut r = Reader(body);
         if r.take(MAGIC.len())? != MAGIC {
-            return Err(bad("not an idgraph snapshot (magic)"));
+            return Err(SnapshotError::UnknownVersion);
         }
         let mut projection = Projection {
             last_seq: Seq(r.u64()?),
@@ -228,10 +310,10 @@ impl Projection {
             projection.diagnostics.push(Diagnostic { seq, message: r.str()?.to_owned() });
         }
         if !r.0.is_empty() {
-            return Err(bad("trailing bytes"));
+            return Err(Malformed::TrailingBytes.into());
         }
         if projection.content_digest() != content_digest {
-            return Err(bad("content digest differs from the one recorded at save time"));
+            return Err(SnapshotError::DigestMismatch);
         }
         Ok(projection)
     }
@@ -240,21 +322,21 @@ impl Projection {
 fn load_worlds(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
     let n = r.count(5)?;
     if n > usize::from(u16::MAX) {
-        return Err(bad("too many worlds"));
+        return Err(Malformed::TooManyWorlds.into());
     }
     for idx in 0..n {
         let scope = r.str()?.to_owned();
         let environment = match r.u8()? {
             0 => Environment::Production,
             1 => Environment::Development,
-            other => return Err(bad(format!("environment code {other}"))),
+            other => return Err(Malformed::EnvironmentCode(other).into()),
         };
         if projection
             .world_index
             .insert((scope.clone(), environment), WorldId(idx as u16))
             .is_some()
         {
-            return Err(bad("duplicate world"));
+            return Err(Malformed::DuplicateWorld.into());
         }
         projection.worlds.push((scope, environment));
     }
@@ -271,24 +353,24 @@ fn load_identities(
     for _ in 0..n {
         let world = WorldId(r.u16()?);
         if usize::from(world.0) >= projection.worlds.len() {
-            return Err(bad("identity in an unknown world"));
+            return Err(Malformed::UnknownWorld("identity").into());
         }
         let code = r.u8()?;
-        let identity_type = IdentityType::from_code(code)
-            .ok_or_else(|| bad(format!("identity type code {code}")))?;
+        let identity_type =
+            IdentityType::from_code(code).ok_or(Malformed::IdentityTypeCode(code))?;
         let value = r.str()?;
         let key = Key { world, identity_type, value };
         if projection.interner.get(key).is_some() {
-            return Err(bad("duplicate identity"));
+            return Err(Malformed::DuplicateIdentity.into());
         }
         if !projection.interner.fits(key) {
-            return Err(bad("identity arena overflow"));
+            return Err(Malformed::ArenaOverflow.into());
         }
         // The node is set when the node list is read.
         let id = projection
             .interner
             .insert(key, NodeIndex::end())
-            .map_err(|_| bad("identity arena overflow"))?;
+            .map_err(|_| Malformed::ArenaOverflow)?;
         ids.push(id.0);
     }
     Ok(ids)
@@ -297,16 +379,16 @@ fn load_identities(
 fn load_profiles(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), SnapshotError> {
     let n = r.count(35)?;
     for idx in 0..n {
-        let mpid = Mpid::new(r.i64()?).ok_or_else(|| bad("MPID 0"))?;
+        let mpid = Mpid::new(r.i64()?).ok_or(Malformed::ZeroMpid)?;
         let world = WorldId(r.u16()?);
         if usize::from(world.0) >= projection.worlds.len() {
-            return Err(bad("profile in an unknown world"));
+            return Err(Malformed::UnknownWorld("profile").into());
         }
         let created = Timestamp(r.i64()?);
         let last_seen = Timestamp(r.i64()?);
         let flags = r.u8()?;
         if projection.profile_id(mpid).is_some() {
-            return Err(bad(format!("duplicate MPID {mpid}")));
+            return Err(Malformed::DuplicateMpid(mpid).into());
         }
         projection.profiles.push(Profile {
             mpid,
@@ -331,7 +413,7 @@ fn load_nodes(
 ) -> Result<(), SnapshotError> {
     let n = r.count(5)?;
     if n != identity_ids.len() + projection.profiles.len() {
-        return Err(bad("node count differs from identities + profiles"));
+        return Err(Malformed::NodeCount.into());
     }
     let mut seen_identities = vec![false; identity_ids.len()];
     let mut seen_profiles = vec![false; projection.profiles.len()];
@@ -341,7 +423,7 @@ fn load_nodes(
         match (kind, identity_ids.binary_search(&id)) {
             (0, Ok(idx)) if !seen_identities[idx] => {
                 seen_identities[idx] = true;
-                let identity = crate::IdentityId(id);
+                let identity = IdentityId(id);
                 let node = projection.graph.add_node(Node::Identity(identity).pack());
                 projection.interner.set_node(identity, node);
             }
@@ -350,7 +432,7 @@ fn load_nodes(
                 let node = projection.graph.add_node(Node::Profile(ProfileId(id)).pack());
                 projection.profiles[id as usize].node = node;
             }
-            _ => return Err(bad("bad node")),
+            _ => return Err(Malformed::BadNode.into()),
         }
     }
     // The count check plus "each at most once" means every identity and profile has its node.
@@ -366,13 +448,13 @@ fn load_lookups(
         let identity = r.u32()?;
         let profile = r.u32()? as usize;
         if identity_ids.binary_search(&identity).is_err() || profile >= projection.profiles.len() {
-            return Err(bad("lookup names an unknown node"));
+            return Err(Malformed::LookupUnknownNode.into());
         }
-        let identity = crate::IdentityId(identity);
+        let identity = IdentityId(identity);
         let identity_node = projection.interner.node(identity);
         let profile_node = projection.profiles[profile].node;
         if projection.find_lookup_edge(identity_node, profile_node).is_some() {
-            return Err(bad("duplicate lookup"));
+            return Err(Malformed::DuplicateLookup.into());
         }
         let identity_type = projection.interner.resolve(identity).identity_type;
         projection.graph.add_edge(identity_node, profile_node, Edge::LooksUp(identity_type).pack());
@@ -388,7 +470,7 @@ fn load_aliases(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), S
         let destination = r.u32()? as usize;
         let (start, end, seq) = (Timestamp(r.i64()?), Timestamp(r.i64()?), Seq(r.u64()?));
         if source >= projection.profiles.len() || destination >= projection.profiles.len() {
-            return Err(bad("alias names an unknown profile"));
+            return Err(Malformed::AliasUnknownProfile.into());
         }
         let record = AliasRecord {
             source: projection.profiles[source].mpid,
@@ -404,4 +486,51 @@ fn load_aliases(r: &mut Reader<'_>, projection: &mut Projection) -> Result<(), S
         projection.graph.add_edge(source_node, destination_node, Edge::Alias(idx).pack());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{fold, generated};
+
+    /// `bytes` with its checksum recomputed after `damage`, so that the damage reaches the checks
+    /// behind the checksum.
+    fn resealed(bytes: &[u8], damage: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut body = bytes[..bytes.len() - 16].to_vec();
+        damage(&mut body);
+        let checksum = xxhash_rust::xxh3::xxh3_128(&body);
+        body.extend_from_slice(&checksum.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn each_kind_of_damage_is_named_by_its_error() {
+        let bytes = fold(&generated(3, 500)).to_snapshot();
+        let load = Projection::from_snapshot;
+        assert_eq!(load(&bytes[..10]).unwrap_err(), SnapshotError::Truncated);
+        assert_eq!(load(&bytes[..bytes.len() - 1]).unwrap_err(), SnapshotError::ChecksumMismatch);
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 1;
+        assert_eq!(load(&flipped).unwrap_err(), SnapshotError::ChecksumMismatch);
+        let next_version = resealed(&bytes, |body| body[7] = b'2');
+        assert_eq!(load(&next_version).unwrap_err(), SnapshotError::UnknownVersion);
+        // After the magic: last_seq, last_time, running digest, then the recorded content digest.
+        let other_digest = resealed(&bytes, |body| body[40] ^= 1);
+        assert_eq!(load(&other_digest).unwrap_err(), SnapshotError::DigestMismatch);
+        // The first world: count u32 at 56, scope length u32 at 60, the scope, its environment.
+        let scope_len = u32::from_le_bytes(bytes[60..64].try_into().unwrap()) as usize;
+        let environment = resealed(&bytes, |body| body[64 + scope_len] = 7);
+        assert_eq!(
+            load(&environment).unwrap_err(),
+            SnapshotError::Malformed(Malformed::EnvironmentCode(7))
+        );
+        let trailing = resealed(&bytes, |body| body.push(0));
+        assert_eq!(
+            load(&trailing).unwrap_err(),
+            SnapshotError::Malformed(Malformed::TrailingBytes)
+        );
+        let text = load(&trailing).unwrap_err().to_string();
+        assert_eq!(text, "bad snapshot: trailing bytes");
+        assert!(load(&bytes).is_ok());
+    }
 }

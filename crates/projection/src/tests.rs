@@ -1,3 +1,7 @@
+//! Tests of the projection as a whole: folds of fixed and generated logs against what they must
+//! give (lookups, diagnostics, digests, snapshots), folding in warmed-up runs against folding entry
+//! by entry, and properties of any log. Tests of one module's parts sit in that module.
+
 use idgraph_model::{
     DetachReason, Entry, EntryView, Environment, Event, Identity, IdentityRequest, IdentityType,
     Mpid, Operation, Outcome, Request, Seq, Timestamp,
@@ -36,7 +40,7 @@ fn email(value: &str) -> Identity {
     Identity::new(IdentityType::Email, value)
 }
 
-fn fold(entries: &[Entry]) -> Projection {
+pub(crate) fn fold(entries: &[Entry]) -> Projection {
     let mut projection = Projection::new();
     for (idx, entry) in entries.iter().enumerate() {
         projection.apply(Seq(idx as u64 + 1), entry).unwrap();
@@ -198,59 +202,6 @@ fn folding_in_warmed_runs_equals_folding_entry_by_entry() {
 }
 
 #[test]
-fn room_left_after_loading_changes_nothing_but_capacity() {
-    let entries = generated(9, 6_000);
-    let mut roomy = fold(&entries[..5_000]);
-    let mut tight = roomy.clone();
-    tight.shrink_to_fit();
-    roomy.shrink_leaving_room();
-    let (nodes, edges) = (roomy.graph.node_count(), roomy.graph.edge_count());
-    let room = |n: usize| n + n / GROWTH_ROOM_DIVISOR;
-    assert!(roomy.graph.capacity().0 >= room(nodes) && roomy.graph.capacity().1 >= room(edges));
-    assert!(roomy.profiles.capacity() >= room(roomy.profiles.len()));
-    assert!(roomy.mpid_index.capacity() * 3 >= room(roomy.n_profiles()) * 4);
-    assert!(roomy.interner.table_capacity() * 3 >= room(roomy.n_identities()) * 4);
-    for (idx, entry) in entries.iter().enumerate().skip(5_000) {
-        roomy.apply(Seq(idx as u64 + 1), entry).unwrap();
-        tight.apply(Seq(idx as u64 + 1), entry).unwrap();
-    }
-    assert_eq!(roomy.to_snapshot(), tight.to_snapshot());
-    assert_eq!(roomy.content_digest(), fold(&entries).content_digest());
-}
-
-#[test]
-fn sizes_extrapolate_linearly_and_reserving_them_changes_nothing_but_capacity() {
-    let start = Sizes { nodes: 10, edges: 0, identities: 5, identity_bytes: 100, profiles: 5 };
-    let now = Sizes { nodes: 30, edges: 10, identities: 15, identity_bytes: 300, profiles: 15 };
-    // 20 entries of 100 done: four times as much growth to come, plus a tenth of it.
-    let end = now.extrapolate(start, 20, 100, 0.1);
-    assert_eq!(
-        end,
-        Sizes { nodes: 118, edges: 54, identities: 59, identity_bytes: 1180, profiles: 59 }
-    );
-    assert_eq!(now.extrapolate(start, 100, 100, 0.1), now, "nothing left to fold");
-    let capped = now.at_most_times(end, 2);
-    assert_eq!(
-        capped,
-        Sizes { nodes: 60, edges: 20, identities: 30, identity_bytes: 600, profiles: 30 }
-    );
-    assert_eq!(now.at_most_times(now, 2), now, "a cap never raises a size");
-
-    let entries = generated(13, 4_000);
-    let mut reserved = fold(&entries[..1_000]);
-    let sizes = reserved.sizes();
-    let end = sizes.extrapolate(Sizes::default(), 1_000, 4_000, 0.15);
-    reserved.reserve_for(end);
-    assert!(reserved.graph.capacity().0 >= end.nodes && reserved.graph.capacity().1 >= end.edges);
-    assert!(reserved.profiles.capacity() >= end.profiles);
-    assert!(reserved.interner.table_capacity() * 3 >= end.identities * 4);
-    for (idx, entry) in entries.iter().enumerate().skip(1_000) {
-        reserved.apply(Seq(idx as u64 + 1), entry).unwrap();
-    }
-    assert_eq!(reserved.to_snapshot(), fold(&entries).to_snapshot());
-}
-
-#[test]
 fn a_run_stops_at_the_first_entry_out_of_sequence() {
     let entries = generated(3, 10);
     let mut views: Vec<(Seq, EntryView<'_>)> =
@@ -273,7 +224,7 @@ fn entries_apply_only_in_sequence() {
     assert!(projection.apply(Seq(1), &e).is_err());
 }
 
-fn generated(seed: u64, n: usize) -> Vec<Entry> {
+pub(crate) fn generated(seed: u64, n: usize) -> Vec<Entry> {
     crate::generate::LogGenerator::new(seed).take(n).collect()
 }
 
@@ -378,4 +329,36 @@ fn the_running_digest_of_a_fixed_log_is_pinned() {
         projection.apply(Seq(idx as u64 + 1), entry).unwrap();
     }
     assert_eq!(projection.running_digest().to_string(), "c51bcef701a244c9b3f566a6b8321536");
+}
+
+/// Snapshot bytes are an on-disk format, and a partial fold must answer as the full one does:
+/// neither may change by accident (pinned when the crate was split into modules, issue #13).
+#[test]
+fn the_snapshots_of_a_fixed_log_and_of_a_partial_fold_of_it_are_pinned() {
+    let entries = generated(11, 3_000);
+    let projection = fold(&entries);
+    let bytes = projection.to_snapshot();
+    assert_eq!(projection.content_digest().to_string(), "bbe4a383719eb8cca1012fe495ab7335");
+    assert_eq!(bytes.len(), 115_459);
+    assert_eq!(
+        Digest(xxhash_rust::xxh3::xxh3_128(&bytes)).to_string(),
+        "306cf6dde651463baa803cc0d2d22d01"
+    );
+
+    // Every seventh profile, folded from every entry (the caller normally gives only theirs).
+    let mut partial = PartialProjection::new();
+    let keep: Vec<Mpid> = (0..projection.n_profiles() as u32)
+        .step_by(7)
+        .map(|p| projection.mpid(ProfileId(p)))
+        .collect();
+    for (idx, entry) in entries.iter().enumerate() {
+        partial.apply_selected(Seq(idx as u64 + 1), entry, |mpid| keep.contains(&mpid)).unwrap();
+    }
+    let bytes = partial.to_snapshot();
+    assert_eq!(partial.n_events_applied(), 523);
+    assert_eq!(bytes.len(), 16_884);
+    assert_eq!(
+        Digest(xxhash_rust::xxh3::xxh3_128(&bytes)).to_string(),
+        "e66f40854a1f331b2e54d46b1916caa2"
+    );
 }

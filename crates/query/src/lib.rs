@@ -92,6 +92,11 @@ impl RequestError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> RequestError {
         RequestError { code, message: message.into() }
     }
+
+    /// An `INVALID_DATA` error (400): a field the caller sent is malformed or too large.
+    pub fn invalid_data(message: impl Into<String>) -> RequestError {
+        RequestError::new(ErrorCode::InvalidData, message)
+    }
 }
 
 /// A source of MPID candidates (random non-zero i64s in production, a counter in tests).

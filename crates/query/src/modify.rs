@@ -142,6 +142,18 @@ fn apply_change(
         });
     }
     let Some(new_value) = adds else { return Ok(()) };
+    let cap = config.guardrails.identities_per_type_max as usize;
+    let n_held = target.identities.iter().filter(|held| held.identity_type == identity_type).count();
+    if n_held >= cap {
+        return Err(RequestError::new(
+            ErrorCode::LookupError,
+            format!(
+                "MPID {} would hold more than {cap} {identity_type} values \
+                 (identities_per_type_max): remove one in the same modify first",
+                target.mpid
+            ),
+        ));
+    }
     let identity = Identity::new(identity_type, new_value.as_str());
     if config.unique_ids.contains(identity_type) {
         move_from_others(projection, world, target.mpid, &identity, events, change_results);

@@ -9,11 +9,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use idgraph_engine::audit::AsOf;
 use idgraph_engine::whatif::ConfigChanges;
-use idgraph_engine::{Engine, audit};
+use idgraph_engine::{Engine, RequestMeta};
 use idgraph_model::{Identity, IdentityType, Mpid, Seq, Timestamp};
-use idgraph_query::history::{IdentityHistoryBuilder, ProfileHistoryBuilder};
-use idgraph_query::{Answer, IdentityOp, IdentityQuery, Resolver, Strategy, World};
+use idgraph_query::{Answer, IdentityOp, IdentityQuery, Strategy};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,10 +46,6 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn unavailable(err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", err.to_string())
-}
-
 fn admitted<'s>(
     state: &'s AppState,
     method: &Method,
@@ -70,26 +66,9 @@ pub(crate) async fn profile_history(
     let workspace = admitted(&state, &method, &uri, &headers)?.clone();
     let mpid = mpid_path(&mpid)?;
     let history = blocking(&state.engine, move |engine| {
-        let mut builder = ProfileHistoryBuilder::new(mpid, workspace.workspace.resolver.login_ids);
-        let scope = workspace.workspace.scope.clone();
-        let last = engine.log().last_seq();
-        for (seq, entry) in
-            audit::entries_of_profile(engine.log(), mpid, last).map_err(unavailable)?
-        {
-            if entry.request.scope == scope {
-                builder.feed(seq, &entry);
-            }
-        }
-        Ok(builder.finish())
+        Ok(engine.audit(&workspace.workspace.name)?.profile_history(mpid)?)
     })
     .await?;
-    if history.steps.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND_ERROR",
-            format!("no entry mentions MPID {mpid}"),
-        ));
-    }
     let steps: Vec<Value> = history
         .steps
         .iter()
@@ -126,15 +105,7 @@ pub(crate) async fn identity_history(
     let identity = Identity::new(identity_type, value);
     let followed = identity.clone();
     let holdings = blocking(&state.engine, move |engine| {
-        let scope = workspace.workspace.scope.clone();
-        let mut builder = IdentityHistoryBuilder::new(followed.clone(), Some(scope.clone()));
-        let last = engine.log().last_seq();
-        for (seq, entry) in audit::entries_of_identity(engine.log(), &scope, &followed, last)
-            .map_err(unavailable)?
-        {
-            builder.feed(seq, &entry);
-        }
-        Ok(builder.finish())
+        Ok(engine.audit(&workspace.workspace.name)?.identity_history(&followed)?)
     })
     .await?;
     let holders: Vec<Value> = holdings
@@ -163,37 +134,10 @@ pub(crate) async fn explain_entry(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = admitted(&state, &method, &uri, &headers)?.clone();
-    let config = Arc::clone(&state.config);
     let explained = blocking(&state.engine, move |engine| {
-        let entry = engine.log().get(Seq(seq)).map_err(unavailable)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND_ERROR",
-                format!("no entry at sequence {seq}"),
-            )
-        })?;
-        if entry.request.scope != caller.workspace.scope {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND_ERROR",
-                format!("no entry at sequence {seq} in this scope"),
-            ));
-        }
-        let workspace = config
-            .workspaces
-            .iter()
-            .find(|w| w.workspace.name == entry.request.workspace)
-            .unwrap_or(&caller);
-        audit::explain_entry(engine.log(), &workspace.workspace, Seq(seq)).map_err(unavailable)
+        Ok(engine.audit(&caller.workspace.name)?.explain_entry(Seq(seq))?)
     })
     .await?;
-    let Some(explained) = explained else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "LOOKUP_ERROR",
-            "only identify, login and logout entries are explained",
-        ));
-    };
     Ok((StatusCode::OK, axum::Json(json!({"seq": seq, "agrees": explained.agrees, "explanation": explained.explanation.to_string()}))).into_response())
 }
 
@@ -204,15 +148,15 @@ pub(crate) struct AsOfQuery {
 }
 
 impl AsOfQuery {
-    /// The sequence asked for: `seq`, the last entry at or before `time`, or the end of the log.
-    fn resolve(&self, engine: &Engine) -> Result<Seq, ApiError> {
+    /// The point asked for: `seq`, the last entry at or before `time`, or the end of the log.
+    fn as_of(&self) -> Result<AsOf, ApiError> {
         match (self.seq, &self.time) {
             (Some(_), Some(_)) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "INVALID_DATA",
                 "give `seq` or `time`, not both",
             )),
-            (Some(seq), None) => Ok(Seq(seq).min(engine.log().last_seq())),
+            (Some(seq), None) => Ok(AsOf::Seq(Seq(seq))),
             (None, Some(text)) => {
                 let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
                     ApiError::new(
@@ -221,9 +165,9 @@ impl AsOfQuery {
                         format!("time `{text}` is not RFC 3339 (e.g. 2026-05-01T12:00:00Z)"),
                     )
                 })?;
-                engine.log().seq_at(Timestamp::from_datetime(time.to_utc())).map_err(unavailable)
+                Ok(AsOf::Time(Timestamp::from_datetime(time.to_utc())))
             }
-            (None, None) => Ok(engine.log().last_seq()),
+            (None, None) => Ok(AsOf::Now),
         }
     }
 }
@@ -238,40 +182,34 @@ pub(crate) async fn profile_as_of(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    admitted(&state, &method, &uri, &headers)?;
+    let workspace = admitted(&state, &method, &uri, &headers)?.clone();
     let Query(query) = query?;
     let mpid = mpid_path(&mpid)?;
-    let (as_of, profile) = blocking(&state.engine, move |engine| {
-        let as_of = query.resolve(engine)?;
-        let projection =
-            audit::profiles_as_of(engine.log(), &[mpid], as_of).map_err(unavailable)?;
-        let profile = projection.profile_id(mpid).map(|id| {
-            let view = projection.profile(id);
-            let aliases: Vec<Value> = projection
-                .aliases_from(mpid)
+    let as_of = query.as_of()?;
+    let report = blocking(&state.engine, move |engine| {
+        Ok(engine.audit(&workspace.workspace.name)?.profile_as_of(mpid, as_of)?)
+    })
+    .await?;
+    match report.profile {
+        Some(profile) => {
+            let aliases: Vec<Value> = profile
+                .aliased_to
                 .iter()
                 .map(|a| json!({"destination": a.destination.to_string(), "seq": a.seq.0}))
                 .collect();
-            json!({
-                "created": view.created.to_string(),
-                "last_seen": view.last_seen.to_string(),
-                "identities": identities_json(&projection.identities_of_sorted(id)),
+            let profile = json!({
+                "created": profile.created.to_string(),
+                "last_seen": profile.last_seen.to_string(),
+                "identities": identities_json(&profile.identities),
                 "aliased_to": aliases,
-            })
-        });
-        Ok((as_of, profile))
-    })
-    .await?;
-    match profile {
-        Some(profile) => Ok((
-            StatusCode::OK,
-            axum::Json(json!({"as_of_seq": as_of.0, "mpid": mpid.to_string(), "profile": profile})),
-        )
-            .into_response()),
+            });
+            let body = json!({"as_of_seq": report.as_of.0, "mpid": mpid.to_string(), "profile": profile});
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND_ERROR",
-            format!("MPID {mpid} did not exist as of sequence {as_of}"),
+            format!("MPID {mpid} did not exist as of sequence {}", report.as_of),
         )),
     }
 }
@@ -291,22 +229,13 @@ pub(crate) async fn search_as_of(
     let workspace = admit_admin(&state, &method, &uri, &headers, &bytes)?.clone();
     let Query(query) = query?;
     let (environment, _, known_identities) = parse_json::<IdentityBody>(&bytes)?.into_parts()?;
-    let (as_of, answer, text) = blocking(&state.engine, move |engine| {
-        let as_of = query.resolve(engine)?;
-        let scope = &workspace.workspace.scope;
-        let projection = audit::lookup_as_of(engine.log(), scope, &known_identities, None, as_of)
-            .map_err(unavailable)?;
-        let resolver = Resolver { projection: &projection, config: &workspace.workspace.resolver };
-        let world = World { scope: scope.clone(), environment };
-        let query = IdentityQuery { op: IdentityOp::Search, known_identities, previous_mpid: None };
-        let mut placeholder = idgraph_engine::RandomMpids;
-        let (res, explanation) =
-            resolver.explain_identity(&world, &query, projection.last_time(), &mut placeholder);
-        let decision =
-            res.map_err(|err| ApiError::from(idgraph_engine::EngineError::Request(err)))?;
-        Ok((as_of, decision.answer, explanation.to_string()))
+    let as_of = query.as_of()?;
+    let search = blocking(&state.engine, move |engine| {
+        let audit = engine.audit(&workspace.workspace.name)?;
+        Ok(audit.search_as_of(environment, known_identities, as_of)?)
     })
     .await?;
+    let (as_of, answer, text) = (search.as_of, search.answer, search.explanation.to_string());
     let (mpid, matched) = match answer {
         Answer::Resolved(answer) => {
             (Some(answer.mpid.to_string()), identities_json(&answer.matched_identities))
@@ -375,15 +304,10 @@ pub(crate) async fn what_if(
         login: types_field("login_ids", parsed.login_ids)?,
         unique: types_field("unique_ids", parsed.unique_ids)?,
     };
-    let alternative = changes
-        .apply_to(&workspace.workspace.resolver)
-        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_DATA", err.to_string()))?;
     let name = workspace.workspace.name.clone();
     let started = std::time::Instant::now();
-    let report = blocking(&state.engine, move |engine| {
-        idgraph_engine::whatif::what_if(engine.log(), &name, &alternative).map_err(unavailable)
-    })
-    .await?;
+    let report =
+        blocking(&state.engine, move |engine| Ok(engine.audit(&name)?.what_if(&changes)?)).await?;
     let examples: Vec<Value> = report
         .examples
         .iter()
@@ -441,24 +365,13 @@ pub(crate) async fn explain_hypothetical(
         }
     };
     let (environment, previous_mpid, known_identities) = parsed.request.into_parts()?;
-    let text = blocking(&state.engine, move |engine| {
-        Ok(engine.with_projection(|projection| {
-            let resolver = Resolver { projection, config: &workspace.workspace.resolver };
-            let world = World { scope: workspace.workspace.scope.clone(), environment };
-            let query = IdentityQuery { op, known_identities, previous_mpid };
-            // A hypothetical new profile gets a placeholder MPID; nothing is created.
-            let mut placeholder = idgraph_engine::RandomMpids;
-            let (res, explanation) =
-                resolver.explain_identity(&world, &query, projection.last_time(), &mut placeholder);
-            match res {
-                Ok(_) => Ok(explanation.to_string()),
-                Err(err) => Err(err),
-            }
-        }))
-    })
-    .await?;
-    match text {
-        Ok(text) => Ok((StatusCode::OK, axum::Json(json!({"explanation": text}))).into_response()),
-        Err(err) => Err(ApiError::from(idgraph_engine::EngineError::Request(err))),
-    }
+    let meta = RequestMeta {
+        workspace: workspace.workspace.name.clone(),
+        environment,
+        request_id: None,
+    };
+    let query = IdentityQuery { op, known_identities, previous_mpid };
+    let (_, explanation) =
+        blocking(&state.engine, move |engine| Ok(engine.explain_request(&meta, &query)?)).await?;
+    Ok((StatusCode::OK, axum::Json(json!({"explanation": explanation.to_string()}))).into_response())
 }

@@ -1,0 +1,428 @@
+//! The engine: the write path (decide, submit to the log, apply, wait for durability), the reads
+//! that share its lock (search, inspection), snapshots and closing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use idgraph_log::{Durability, Log, Pending};
+use idgraph_model::{AdminCorrection, Entry, IdentityRequest, Operation, Request, Seq, Timestamp};
+use idgraph_projection::Projection;
+use idgraph_query::{
+    Answer, Explanation, RequestError, IdentityOp, IdentityQuery, MpidSource, Resolver, World,
+};
+
+use crate::answer::answer_of;
+use crate::audit::Audit;
+use crate::clock::{Clock, SystemClock};
+use crate::idempotency::{IdempotencyIndex, REQUEST_ID_BYTES_MAX, Seen};
+use crate::load::load_projection;
+use crate::{Command, EngineConfig, EngineError, OpenReport, RequestMeta, Workspace};
+
+/// The engine. `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    log: Log,
+    state: RwLock<State>,
+    workspaces: BTreeMap<String, Workspace>,
+    config: EngineConfig,
+    clock: Box<dyn Clock>,
+    /// Random MPIDs. Behind its own mutex, only ever locked while the state write lock is held.
+    mpids: MpidCell,
+    /// Set when a write failed after its entry was applied: the first failure, in words.
+    poisoned: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+struct State {
+    projection: Projection,
+    recent: IdempotencyIndex,
+}
+
+struct MpidCell(Mutex<Box<dyn MpidSource + Send>>);
+
+impl std::fmt::Debug for MpidCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MpidSource")
+    }
+}
+
+/// MPIDs from the operating system's random source (via UUID v4).
+#[derive(Debug, Default)]
+pub struct RandomMpids;
+
+impl MpidSource for RandomMpids {
+    fn next_candidate(&mut self) -> i64 {
+        uuid::Uuid::new_v4().as_u64_pair().0 as i64
+    }
+}
+
+impl Engine {
+    /// Opens the data folder `data_dir` (the log lives in `data_dir/log`): loads the newest good
+    /// snapshot and folds the rest of the log.
+    pub fn open(
+        data_dir: &Path,
+        config: EngineConfig,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let log = Log::open(data_dir.join("log"))?;
+        Engine::with_log(log, config, Box::new(SystemClock), Box::new(RandomMpids))
+    }
+
+    /// An engine over an in-memory log.
+    pub fn in_memory(
+        config: EngineConfig,
+        clock: Box<dyn Clock>,
+        mpids: Box<dyn MpidSource + Send>,
+    ) -> Engine {
+        Engine::with_log(Log::in_memory(), config, clock, mpids).expect("an empty log opens").0
+    }
+
+    /// An engine over `log`, with its clock and MPID source.
+    pub fn with_log(
+        log: Log,
+        config: EngineConfig,
+        clock: Box<dyn Clock>,
+        mpids: Box<dyn MpidSource + Send>,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let workspaces = config.workspaces.iter().map(|w| (w.name.clone(), w.clone())).collect();
+        let (projection, report) = load_projection(&log)?;
+        let recent = IdempotencyIndex::rebuild(
+            &log,
+            projection.last_time(),
+            config.idempotency_window_micros,
+        )?;
+        let engine = Engine {
+            log,
+            state: RwLock::new(State { projection, recent }),
+            workspaces,
+            config,
+            clock,
+            mpids: MpidCell(Mutex::new(mpids)),
+            poisoned: Mutex::new(None),
+        };
+        Ok((engine, report))
+    }
+
+    /// Handles one request: decide, record, apply, answer.
+    pub fn handle(&self, meta: &RequestMeta, command: Command) -> Result<Answer, EngineError> {
+        let workspace = self.workspace_of(meta)?;
+        if let Command::Identity(query) = &command
+            && query.op == IdentityOp::Search
+        {
+            return self.search(workspace, meta, query);
+        }
+        self.check_poisoned()?;
+        let mut state = self.write_state();
+        let (answer, pending) = self.decide_and_apply(&mut state, workspace, meta, command)?;
+        drop(state);
+        if let Some(pending) = pending {
+            self.log.wait(pending).map_err(|err| self.poison(err.into()))?;
+        }
+        Ok(answer)
+    }
+
+    /// Handles several requests in order, as if each were [`Engine::handle`]d right after the
+    /// previous one, under one acquisition of the write lock and one wait for durability: a client
+    /// that pipelines its requests pays one group commit per batch instead of one per request.
+    /// Each request gets its own answer or error; no answer is returned before every entry of the
+    /// batch that changed state is durable.
+    pub fn handle_batch(
+        &self,
+        requests: Vec<(RequestMeta, Command)>,
+    ) -> Vec<Result<Answer, EngineError>> {
+        let n_requests = requests.len();
+        let mut answers = Vec::with_capacity(n_requests);
+        let mut last_pending: Option<Pending> = None;
+        if let Err(err) = self.check_poisoned() {
+            return requests.iter().map(|_| Err(err.clone())).collect();
+        }
+        let mut state = self.write_state();
+        for (meta, command) in requests {
+            let workspace = match self.workspace_of(&meta) {
+                Ok(workspace) => workspace,
+                Err(err) => {
+                    answers.push(Err(err));
+                    continue;
+                }
+            };
+            if let Command::Identity(query) = &command
+                && query.op == IdentityOp::Search
+            {
+                let resolver =
+                    Resolver { projection: &state.projection, config: &workspace.resolver };
+                let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+                let decision =
+                    resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids);
+                answers.push(decision.map(|d| d.answer).map_err(EngineError::from));
+                continue;
+            }
+            match self.decide_and_apply(&mut state, workspace, &meta, command) {
+                Ok((answer, pending)) => {
+                    answers.push(Ok(answer));
+                    if let Some(pending) = pending {
+                        let durability = match &last_pending {
+                            Some(last) if last.durability == Durability::Synced => {
+                                Durability::Synced
+                            }
+                            _ => pending.durability,
+                        };
+                        last_pending = Some(Pending { durability, ..pending });
+                    }
+                }
+                Err(err) if !err.is_client_error() => {
+                    // The log failed: nothing after this request can be recorded either.
+                    answers.push(Err(err.clone()));
+                    while answers.len() < n_requests {
+                        answers.push(Err(err.clone()));
+                    }
+                    break;
+                }
+                Err(err) => answers.push(Err(err)),
+            }
+        }
+        drop(state);
+        // Entries are written in sequence order, so waiting for the last covers them all.
+        if let Some(pending) = last_pending
+            && let Err(err) = self.log.wait(pending)
+        {
+            let err = self.poison(err.into());
+            for answer in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err(err.clone());
+                }
+            }
+        }
+        answers
+    }
+
+    /// The request's workspace, once its metadata is checked: a known workspace, and a
+    /// `request_id` of at most [`REQUEST_ID_BYTES_MAX`] bytes.
+    fn workspace_of(&self, meta: &RequestMeta) -> Result<&Workspace, EngineError> {
+        if let Some(request_id) = &meta.request_id
+            && request_id.len() > REQUEST_ID_BYTES_MAX
+        {
+            return Err(RequestError::invalid_data(format!(
+                "request_id is {} bytes long; at most {REQUEST_ID_BYTES_MAX} are accepted",
+                request_id.len()
+            ))
+            .into());
+        }
+        self.workspaces
+            .get(&meta.workspace)
+            .ok_or_else(|| EngineError::UnknownWorkspace(meta.workspace.clone()))
+    }
+
+    fn search(
+        &self,
+        workspace: &Workspace,
+        meta: &RequestMeta,
+        query: &IdentityQuery,
+    ) -> Result<Answer, EngineError> {
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        let state = self.read_state();
+        let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
+        // Search draws no MPID and records nothing.
+        let decision =
+            resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids)?;
+        Ok(decision.answer)
+    }
+
+    /// Decides one recorded request under the write lock, queues its entry and applies it; the
+    /// caller waits for the returned [`Pending`] (if any) after releasing the lock.
+    fn decide_and_apply(
+        &self,
+        state: &mut State,
+        workspace: &Workspace,
+        meta: &RequestMeta,
+        command: Command,
+    ) -> Result<(Answer, Option<Pending>), EngineError> {
+        let now = self.clock.now().max(state.projection.last_time());
+        // The fingerprint of a request with an id (a recorded one: search never gets here).
+        let remembered = match &meta.request_id {
+            Some(request_id) => {
+                let request = state
+                    .recent
+                    .fingerprint_command(meta.environment, &command)
+                    .expect("only recorded requests are decided here");
+                match state.recent.get(&meta.workspace, request_id, request, now) {
+                    Seen::New => Some((request_id, request)),
+                    Seen::Repeat(answer) => return Ok((answer.clone(), None)),
+                    Seen::Conflict(operation) => {
+                        return Err(EngineError::RequestIdReused {
+                            request_id: request_id.clone(),
+                            operation,
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        let decision = {
+            let resolver = Resolver { projection: &state.projection, config: &workspace.resolver };
+            let mut mpids = self.mpids.0.lock().unwrap_or_else(|poison| poison.into_inner());
+            match &command {
+                Command::Identity(query) => {
+                    resolver.identity(&world, query, now, mpids.as_mut())?
+                }
+                Command::Modify { mpid, identity_changes } => {
+                    resolver.modify(&world, *mpid, identity_changes)?
+                }
+                Command::Alias(query) => resolver.alias(&world, query, now)?,
+                Command::AdminDetach(AdminCorrection { mpid, identities, .. }) => {
+                    resolver.admin_detach(&world, *mpid, identities)?
+                }
+                Command::AdminSplit(AdminCorrection { mpid, identities, .. }) => {
+                    resolver.admin_split(&world, *mpid, identities, mpids.as_mut())?
+                }
+            }
+        };
+        let outcome = decision.outcome.expect("recorded operations have an outcome");
+        let entry = Entry {
+            recorded_at: now,
+            request: Request {
+                request_id: meta.request_id.clone(),
+                workspace: meta.workspace.clone(),
+                scope: workspace.scope.clone(),
+                environment: meta.environment,
+                operation: operation_of(command, now),
+            },
+            events: decision.events,
+            outcome,
+        };
+        // An answer that changed nothing may be given before its entry is even written: a crash can
+        // only lose it together with every later entry, so no durable decision depends on it.
+        let durability =
+            if entry.events.is_empty() { Durability::Queued } else { Durability::Synced };
+        let pending = self
+            .log
+            .submit(std::slice::from_ref(&entry), durability)
+            .map_err(|err| self.poison(err.into()))?;
+        if let Err(err) = state.projection.apply(pending.first, &entry) {
+            return Err(self.poison(err.into()));
+        }
+        let answer = answer_of(&entry);
+        if let Some((request_id, request)) = remembered {
+            state.recent.insert(&meta.workspace, request_id, request, entry.recorded_at, answer.clone());
+        }
+        Ok((answer, Some(pending)))
+    }
+
+    fn check_poisoned(&self) -> Result<(), EngineError> {
+        match &*self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner()) {
+            Some(cause) => Err(EngineError::Halted { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Halts the engine after `err` (the first cause is kept) and returns `err`, whose kind the
+    /// caller's answer keeps; later requests get [`EngineError::Halted`].
+    fn poison(&self, err: EngineError) -> EngineError {
+        let mut poisoned = self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner());
+        poisoned.get_or_insert_with(|| err.to_string());
+        err
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Runs `f` with read access to the projection (for audit and inspection).
+    pub fn with_projection<T>(&self, f: impl FnOnce(&Projection) -> T) -> T {
+        f(&self.read_state().projection)
+    }
+
+    /// The log (read access for audit, the change feed and replay).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// A workspace's configuration.
+    pub fn workspace(&self, name: &str) -> Option<&Workspace> {
+        self.workspaces.get(name)
+    }
+
+    /// The audit use cases over this engine's log, for workspace `caller`.
+    pub fn audit(&self, caller: &str) -> Result<Audit<'_>, EngineError> {
+        let caller = self
+            .workspaces
+            .get(caller)
+            .ok_or_else(|| EngineError::UnknownWorkspace(caller.to_owned()))?;
+        Ok(Audit { log: &self.log, caller, workspaces: &self.config.workspaces })
+    }
+
+    /// How `query` would be decided now for `meta`'s workspace and environment, step by step.
+    /// Nothing is recorded; a request that would create a profile gets a placeholder MPID.
+    pub fn explain_request(
+        &self,
+        meta: &RequestMeta,
+        query: &IdentityQuery,
+    ) -> Result<(Answer, Explanation), EngineError> {
+        let workspace = self.workspace_of(meta)?;
+        let world = World { scope: workspace.scope.clone(), environment: meta.environment };
+        let state = self.read_state();
+        crate::audit::explain_query(&state.projection, workspace, &world, query)
+    }
+
+    /// Writes a snapshot of the projection at its current sequence (holding the read lock while it
+    /// serialises) and returns that sequence.
+    pub fn snapshot(&self) -> Result<Seq, EngineError> {
+        let (seq, bytes) = {
+            let state = self.read_state();
+            (state.projection.last_seq(), state.projection.to_snapshot())
+        };
+        // The snapshot must not claim entries that are not durable yet.
+        self.log.sync().map_err(|err| self.poison(err.into()))?;
+        self.log
+            .save_snapshot(seq, &bytes, self.config.snapshots_kept)
+?;
+        Ok(seq)
+    }
+
+    /// Makes everything durable and closes the log.
+    pub fn close(self) -> Result<(), EngineError> {
+        Ok(self.log.close()?)
+    }
+}
+
+/// An [`MpidSource`] for read-only decisions, which never create profiles.
+struct NoMpids;
+
+impl MpidSource for NoMpids {
+    fn next_candidate(&mut self) -> i64 {
+        unreachable!("search never creates a profile")
+    }
+}
+
+/// The recorded form of a command.
+pub(crate) fn operation_of(command: Command, now: Timestamp) -> Operation {
+    match command {
+        Command::Identity(query) => {
+            let request = IdentityRequest {
+                known_identities: query.known_identities,
+                previous_mpid: query.previous_mpid,
+            };
+            match query.op {
+                IdentityOp::Identify | IdentityOp::Search => Operation::Identify(request),
+                IdentityOp::Login => Operation::Login(request),
+                IdentityOp::Logout => Operation::Logout(request),
+            }
+        }
+        Command::Modify { mpid, identity_changes } => Operation::Modify { mpid, identity_changes },
+        Command::AdminDetach(correction) => Operation::AdminDetach(correction),
+        Command::AdminSplit(correction) => Operation::AdminSplit(correction),
+        Command::Alias(query) => Operation::Alias {
+            source: query.source,
+            destination: query.destination,
+            start: query
+                .start
+                .unwrap_or(Timestamp(now.0.saturating_sub(idgraph_query::ALIAS_WINDOW_MAX_MICROS))),
+            end: query.end.unwrap_or(now),
+        },
+    }
+}
+
