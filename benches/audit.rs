@@ -129,7 +129,8 @@ fn main() {
         let (_, scope, identity) = &attached[rng.below(n_known as u64) as usize];
         let started = Instant::now();
         let projection =
-            audit::past::lookup_as_of(&log, scope, std::slice::from_ref(identity), None, seq).unwrap();
+            audit::past::lookup_as_of(&log, scope, std::slice::from_ref(identity), None, seq)
+                .unwrap();
         search_ms.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(projection.n_profiles() > 0, "someone held {identity} by {seq}");
     }

@@ -8,21 +8,14 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use idgraph::engine::{Command, Engine, EngineConfig, ManualClock, RequestMeta, Workspace};
 use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Timestamp};
 use idgraph::query::{
-    AliasQuery, IdentityOp, IdentityQuery, MpidSource, Resolver, ResolverConfig, Strategy, World,
+    AliasQuery, IdentityOp, IdentityQuery, Resolver, ResolverConfig, Strategy, World,
 };
 
 // The allocator the `idgraph` binary uses.
+use idgraph_test_support::CountingMpids;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Counter(i64);
-
-impl MpidSource for Counter {
-    fn next_candidate(&mut self) -> i64 {
-        self.0 += 1;
-        self.0
-    }
-}
 
 /// 18 prioritised types: the default hierarchy plus `other2` and `other3`.
 fn priority() -> Vec<IdentityType> {
@@ -44,8 +37,11 @@ fn meta() -> RequestMeta {
 fn engine() -> (Engine, Mpid, Mpid) {
     let workspace = Workspace { name: "shop".into(), scope: "shop".into(), resolver: config() };
     let clock = ManualClock::new(Timestamp(1_700_000_000_000_000), 1);
-    let engine =
-        Engine::in_memory(EngineConfig::single(workspace), Box::new(clock), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        EngineConfig::single(workspace),
+        Box::new(clock),
+        Box::new(CountingMpids::default()),
+    );
     let mut mpids = Vec::new();
     for i in 0..100_000u64 {
         let mut identities =
@@ -97,7 +93,11 @@ fn benches(c: &mut Criterion) {
                 previous_mpid: None,
             };
             group.bench_function(BenchmarkId::from_parameter(n_types), |b| {
-                b.iter(|| resolver.identity(&world, &query, now, &mut Counter(1 << 40)).unwrap())
+                b.iter(|| {
+                    resolver
+                        .identity(&world, &query, now, &mut CountingMpids::after(1 << 40))
+                        .unwrap()
+                })
             });
         }
         group.finish();

@@ -11,22 +11,13 @@ use std::time::Instant;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use idgraph::engine::{Command, Engine, EngineConfig, ManualClock, RequestMeta, Workspace};
 use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Timestamp};
-use idgraph::query::{
-    IdentityOp, IdentityQuery, MpidSource, Resolver, ResolverConfig, Strategy, World,
-};
+use idgraph::query::{IdentityOp, IdentityQuery, Resolver, ResolverConfig, Strategy, World};
 
 // The allocator the `idgraph` binary uses.
+use idgraph_test_support::CountingMpids;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Counter(i64);
-
-impl MpidSource for Counter {
-    fn next_candidate(&mut self) -> i64 {
-        self.0 += 1;
-        self.0
-    }
-}
 
 fn config() -> ResolverConfig {
     let priority = vec![
@@ -55,8 +46,11 @@ fn identify(identities: Vec<Identity>, op: IdentityOp) -> Command {
 fn populated(n: u64) -> Engine {
     let clock = ManualClock::new(Timestamp(1_700_000_000_000_000), 1);
     let workspace = Workspace { name: "shop".into(), scope: "shop".into(), resolver: config() };
-    let engine =
-        Engine::in_memory(EngineConfig::single(workspace), Box::new(clock), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        EngineConfig::single(workspace),
+        Box::new(clock),
+        Box::new(CountingMpids::default()),
+    );
     let started = Instant::now();
     for i in 0..n {
         engine.handle(&meta(), identify(vec![device(i)], IdentityOp::Identify)).unwrap();
@@ -106,7 +100,8 @@ fn benches(c: &mut Criterion) {
                 previous_mpid: None,
             };
             let started = Instant::now();
-            let decision = resolver.identity(&world, &query, now, &mut Counter(0)).unwrap();
+            let decision =
+                resolver.identity(&world, &query, now, &mut CountingMpids::default()).unwrap();
             latencies.push(started.elapsed().as_nanos() as u64);
             assert!(decision.events.is_empty());
         }
@@ -125,7 +120,9 @@ fn benches(c: &mut Criterion) {
                         previous_mpid: None,
                     }
                 },
-                |query| resolver.identity(&world, &query, now, &mut Counter(0)).unwrap(),
+                |query| {
+                    resolver.identity(&world, &query, now, &mut CountingMpids::default()).unwrap()
+                },
                 BatchSize::SmallInput,
             )
         });
@@ -140,7 +137,11 @@ fn benches(c: &mut Criterion) {
                         previous_mpid: None,
                     }
                 },
-                |query| resolver.identity(&world, &query, now, &mut Counter(i64::MAX / 4)).unwrap(),
+                |query| {
+                    resolver
+                        .identity(&world, &query, now, &mut CountingMpids::after(i64::MAX / 4))
+                        .unwrap()
+                },
                 BatchSize::SmallInput,
             )
         });

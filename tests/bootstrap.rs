@@ -42,6 +42,9 @@ fn the_names_bindgen_loads_are_found() {
         "/usr/lib/llvm-14/lib/libclang-14.0.6.so",
         "/usr/lib/x86_64-linux-gnu/libclang-14.so.14.0.6",
     ] {
-        assert_eq!(detect(&["/usr/lib/llvm-14/lib/libclang-cpp.so.14", file]).as_deref(), Some(file));
+        assert_eq!(
+            detect(&["/usr/lib/llvm-14/lib/libclang-cpp.so.14", file]).as_deref(),
+            Some(file)
+        );
     }
 }

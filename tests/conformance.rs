@@ -5,26 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use idgraph::engine::{
-    Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace,
-};
+use idgraph::engine::{Command, Engine, EngineError, ManualClock, RequestMeta};
 use idgraph::log::Log;
 use idgraph::model::{Environment, Identity, IdentityChange, IdentityType, Mpid, Seq, Timestamp};
 use idgraph::query::{
-    AliasQuery, Answer, DEFAULT_PRIORITY, IdentityOp, IdentityQuery, MpidSource, ResolverConfig,
-    Strategy, TieBreak,
+    AliasQuery, Answer, DEFAULT_PRIORITY, IdentityOp, IdentityQuery, ResolverConfig, Strategy,
+    TieBreak,
 };
-
-/// Counts up from a base: deterministic MPIDs (the engine skips ones in use).
-#[derive(Debug)]
-struct CountingMpids(i64);
-
-impl MpidSource for CountingMpids {
-    fn next_candidate(&mut self) -> i64 {
-        self.0 += 1;
-        self.0
-    }
-}
+use idgraph_test_support::{CountingMpids, START, WORKSPACE, engine_config};
 
 struct Scenario {
     name: String,
@@ -115,26 +103,16 @@ struct Run {
     seen: BTreeSet<Mpid>,
 }
 
-const START_MICROS: i64 = 1_700_000_000_000_000;
-
-fn engine_config(config: &ResolverConfig) -> EngineConfig {
-    EngineConfig::single(Workspace {
-        name: "ws".into(),
-        scope: "ws".into(),
-        resolver: config.clone(),
-    })
-}
-
 impl Run {
     fn new(config: &ResolverConfig, on_disk: bool) -> Run {
-        let clock = Arc::new(ManualClock::new(Timestamp(START_MICROS), 0));
+        let clock = Arc::new(ManualClock::new(START, 0));
         let backend = if on_disk {
             Backend::Disk { dir: tempfile::tempdir().unwrap(), engine: None }
         } else {
             Backend::Memory(Engine::in_memory(
-                engine_config(config),
+                engine_config(config.clone()),
                 Box::new(Arc::clone(&clock)),
-                Box::new(CountingMpids(1000)),
+                Box::new(CountingMpids::after(1000)),
             ))
         };
         Run {
@@ -157,9 +135,9 @@ impl Run {
                 let log = Log::open(dir.path().join("log")).unwrap();
                 let (reopened, _) = Engine::with_log(
                     log,
-                    engine_config(&self.config),
+                    engine_config(self.config.clone()),
                     Box::new(Arc::clone(&self.clock)),
-                    Box::new(CountingMpids(1000)),
+                    Box::new(CountingMpids::after(1000)),
                 )
                 .unwrap();
                 engine.insert(reopened)
@@ -225,7 +203,7 @@ impl Run {
             }
         }
         let n_profiles_before = self.engine().with_projection(|p| p.n_profiles());
-        let meta = RequestMeta { workspace: "ws".into(), environment, request_id: None };
+        let meta = RequestMeta { workspace: WORKSPACE.into(), environment, request_id: None };
         let res = self.engine().handle(
             &meta,
             Command::Identity(IdentityQuery { op, known_identities, previous_mpid }),
@@ -295,7 +273,7 @@ impl Run {
     fn check_explanations(&mut self, scenario: &str) {
         let engine = self.engine();
         engine.log().flush().unwrap();
-        let audit = engine.audit("ws").unwrap();
+        let audit = engine.audit(WORKSPACE).unwrap();
         let last = engine.log().last_seq();
         for seq in 1..=last.0 {
             match audit.explain_entry(Seq(seq)) {
@@ -333,7 +311,7 @@ impl Run {
             })
             .collect();
         let meta = RequestMeta {
-            workspace: "ws".into(),
+            workspace: WORKSPACE.into(),
             environment: Environment::Production,
             request_id: None,
         };
@@ -377,7 +355,7 @@ impl Run {
             }
         }
         let meta = RequestMeta {
-            workspace: "ws".into(),
+            workspace: WORKSPACE.into(),
             environment: Environment::Production,
             request_id: None,
         };

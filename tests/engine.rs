@@ -3,52 +3,24 @@
 
 use std::sync::Arc;
 
-use idgraph::engine::{
-    Command, Engine, EngineConfig, EngineError, ManualClock, RequestMeta, Workspace,
-};
+use idgraph::engine::{Command, Engine, EngineError, ManualClock, RequestMeta};
 use idgraph::log::Log;
 use idgraph::model::{
     AdminCorrection, Environment, Identity, IdentityType, Mpid, Operation, Seq, Timestamp,
 };
 use idgraph::query::{
-    Answer, ErrorCode, IdentityOp, IdentityQuery, MpidSource, ResolvedAnswer, ResolverConfig,
-    Strategy,
+    Answer, ErrorCode, IdentityOp, IdentityQuery, ResolvedAnswer, ResolverConfig, Strategy,
 };
+use idgraph_test_support::{CountingMpids, engine_config, manual_clock, meta, resolver_config};
 
-#[derive(Debug)]
-struct Counter(i64);
-
-impl MpidSource for Counter {
-    fn next_candidate(&mut self) -> i64 {
-        self.0 += 1;
-        self.0
-    }
-}
-
-/// The seed document's priority: customer ID, email, username (`other`), phone number; plus the
-/// device stamp every SDK request carries.
+/// The seed document's priority (customer ID, email, username, phone number, device stamp) under
+/// Profile Conversion.
 fn signup_config() -> ResolverConfig {
-    let priority = vec![
-        IdentityType::CustomerId,
-        IdentityType::Email,
-        IdentityType::Other,
-        IdentityType::MobileNumber,
-        IdentityType::DeviceApplicationStamp,
-    ];
-    let login = [IdentityType::CustomerId, IdentityType::Email, IdentityType::Other];
-    ResolverConfig::new(Strategy::ProfileConversion, priority, &login, &login, &[]).unwrap()
-}
-
-fn config(resolver: ResolverConfig) -> EngineConfig {
-    EngineConfig::single(Workspace { name: "shop".into(), scope: "shop".into(), resolver })
+    resolver_config(Strategy::ProfileConversion)
 }
 
 fn clock() -> Box<ManualClock> {
-    Box::new(ManualClock::new(Timestamp(1_700_000_000_000_000), 1_000))
-}
-
-fn meta(environment: Environment, request_id: Option<&str>) -> RequestMeta {
-    RequestMeta { workspace: "shop".into(), environment, request_id: request_id.map(str::to_owned) }
+    Box::new(manual_clock(1_000))
 }
 
 fn query(
@@ -110,8 +82,13 @@ const EMAIL: (IdentityType, &str) = (IdentityType::Email, "ed.hyde@example.com")
 fn signup_flow_of_the_identify_users_guide() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("log")).unwrap();
-    let (engine, _) =
-        Engine::with_log(log, config(signup_config()), clock(), Box::new(Counter(0))).unwrap();
+    let (engine, _) = Engine::with_log(
+        log,
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    )
+    .unwrap();
     let prod = meta(Environment::Production, None);
 
     // 1-3. A new user opens the app: no login ID, nothing matches: a new anonymous profile.
@@ -152,7 +129,7 @@ fn signup_flow_of_the_identify_users_guide() {
 
     // After a restart the same requests get the same answers.
     engine.close().unwrap();
-    let (engine, report) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    let (engine, report) = Engine::open(dir.path(), engine_config(signup_config())).unwrap();
     assert_eq!(report.n_replayed, 6);
     let after = resolved(engine.handle(&prod, query(IdentityOp::Login, &[DAS, EMAIL], None)));
     assert_eq!(after.mpid, first.mpid);
@@ -161,7 +138,7 @@ fn signup_flow_of_the_identify_users_guide() {
 #[test]
 fn a_repeated_request_id_gets_the_first_answer_and_appends_nothing_even_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, _) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    let (engine, _) = Engine::open(dir.path(), engine_config(signup_config())).unwrap();
     let with_id = meta(Environment::Production, Some("req-1"));
     let first = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
     let n_entries = engine.log().last_seq();
@@ -177,7 +154,7 @@ fn a_repeated_request_id_gets_the_first_answer_and_appends_nothing_even_after_re
     assert!(!other.created);
     engine.close().unwrap();
 
-    let (engine, _) = Engine::open(dir.path(), config(signup_config())).unwrap();
+    let (engine, _) = Engine::open(dir.path(), engine_config(signup_config())).unwrap();
     let replayed = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
     assert_eq!(replayed, first, "the idempotency index is rebuilt from the log");
     assert_eq!(engine.log().last_seq(), Seq(2));
@@ -185,7 +162,11 @@ fn a_repeated_request_id_gets_the_first_answer_and_appends_nothing_even_after_re
 
 #[test]
 fn environments_and_scopes_are_separate_worlds() {
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = resolved(engine.handle(
         &meta(Environment::Production, None),
         query(IdentityOp::Identify, &[DAS, EMAIL], None),
@@ -221,7 +202,11 @@ fn environments_and_scopes_are_separate_worlds() {
 
 #[test]
 fn blocked_placeholder_values_never_link_profiles() {
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = meta(Environment::Production, None);
     // Two different devices both send the junk email "undefined": they must not share a profile.
     let a = resolved(engine.handle(
@@ -276,7 +261,8 @@ fn a_profile_gains_at_most_the_configured_values_per_type() {
     )
     .unwrap();
     resolver.guardrails.identities_per_type_max = 3;
-    let engine = Engine::in_memory(config(resolver), clock(), Box::new(Counter(0)));
+    let engine =
+        Engine::in_memory(engine_config(resolver), clock(), Box::new(CountingMpids::default()));
     let prod = meta(Environment::Production, None);
     let device = (IdentityType::IosIdfv, "shared-kiosk");
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[device], None)));
@@ -303,9 +289,9 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
     let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000), 1_000));
     let (engine, _) = Engine::with_log(
         log,
-        config(signup_config()),
+        engine_config(signup_config()),
         Box::new(Arc::clone(&clock)),
-        Box::new(Counter(0)),
+        Box::new(CountingMpids::default()),
     )
     .unwrap();
     let prod = meta(Environment::Production, None);
@@ -329,9 +315,13 @@ fn answers_follow_the_durable_log_through_reopen_and_a_failed_storage_poisons() 
     // A batch whose write fails answers nothing but the failure, even for the requests that
     // changed nothing: they were decided after entries that are now lost.
     let (log, faults) = Log::in_memory_with_faults();
-    let (engine, _) =
-        Engine::with_log(log, config(signup_config()), Box::new(clock), Box::new(Counter(0)))
-            .unwrap();
+    let (engine, _) = Engine::with_log(
+        log,
+        engine_config(signup_config()),
+        Box::new(clock),
+        Box::new(CountingMpids::default()),
+    )
+    .unwrap();
     resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     faults.fail_writes();
     let fresh =
@@ -354,7 +344,11 @@ fn history_and_explain_of_the_signup_flow() {
     use idgraph::query::history::ProfileHistoryBuilder;
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = meta(Environment::Production, Some("r1"));
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     resolved(engine.handle(
@@ -412,8 +406,13 @@ fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
     use idgraph::engine::load_projection;
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("log")).unwrap();
-    let (engine, _) =
-        Engine::with_log(log, config(signup_config()), clock(), Box::new(Counter(0))).unwrap();
+    let (engine, _) = Engine::with_log(
+        log,
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    )
+    .unwrap();
     let prod = meta(Environment::Production, None);
     // A shared kiosk device linked two people's logins into one profile's history.
     let profile = resolved(engine.handle(
@@ -475,7 +474,11 @@ fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
 #[test]
 fn what_if_profile_link_instead_of_conversion_on_the_signup_flow() {
     use idgraph::engine::whatif::what_if;
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = meta(Environment::Production, None);
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], Some(first.mpid))));
@@ -512,7 +515,11 @@ fn as_of_every_sequence_equals_a_fold_up_to_it() {
     use idgraph::projection::Projection;
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = meta(Environment::Production, None);
     for n in 0..40 {
         let device = (IdentityType::DeviceApplicationStamp, format!("d{}", n % 7));
@@ -560,7 +567,11 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
     use idgraph_workload::{Generator, WorkloadSpec};
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let spec = WorkloadSpec { seed: 5, requests: 1_500, users: 150, ..WorkloadSpec::default() };
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for (n, request) in Generator::new(&spec).unwrap().enumerate() {
@@ -673,7 +684,11 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
         _ => None,
     };
 
-    let one_by_one = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let one_by_one = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let mut expected = Vec::new();
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for request in &requests {
@@ -687,7 +702,11 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
         expected.push(answer);
     }
 
-    let batched = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let batched = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let mut got: Vec<Result<Answer, EngineError>> = Vec::new();
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     let mut next = 0;
@@ -737,7 +756,11 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
 
 #[test]
 fn a_request_id_reused_for_another_request_is_refused_and_records_nothing() {
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let with_id = meta(Environment::Production, Some("req-1"));
     let first = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
     // A retry of the same request gets the same answer and records nothing.
@@ -771,10 +794,17 @@ fn a_request_id_reused_for_another_request_is_refused_and_records_nothing() {
 
 #[test]
 fn an_overlong_request_id_is_refused() {
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let long = "r".repeat(129);
     let err = engine
-        .handle(&meta(Environment::Production, Some(&long)), query(IdentityOp::Identify, &[DAS], None))
+        .handle(
+            &meta(Environment::Production, Some(&long)),
+            query(IdentityOp::Identify, &[DAS], None),
+        )
         .unwrap_err();
     assert!(
         matches!(&err, EngineError::Request(e) if e.code == ErrorCode::InvalidData && e.message.contains("at most 128")),
@@ -782,12 +812,19 @@ fn an_overlong_request_id_is_refused() {
     );
     assert_eq!(engine.log().last_seq(), Seq::ZERO);
     let ok = "r".repeat(128);
-    resolved(engine.handle(&meta(Environment::Production, Some(&ok)), query(IdentityOp::Identify, &[DAS], None)));
+    resolved(engine.handle(
+        &meta(Environment::Production, Some(&ok)),
+        query(IdentityOp::Identify, &[DAS], None),
+    ));
 }
 
 #[test]
 fn a_modify_cannot_exceed_the_per_type_identity_cap() {
-    let engine = Engine::in_memory(config(signup_config()), clock(), Box::new(Counter(0)));
+    let engine = Engine::in_memory(
+        engine_config(signup_config()),
+        clock(),
+        Box::new(CountingMpids::default()),
+    );
     let prod = meta(Environment::Production, None);
     let profile = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     let add = |value: String| idgraph::model::IdentityChange {
@@ -807,16 +844,22 @@ fn a_modify_cannot_exceed_the_per_type_identity_cap() {
     assert_eq!(engine.log().last_seq(), Seq(1));
     // 32 are fine; one more in a later modify is refused; replacing one is fine.
     engine
-        .handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: changes[..32].to_vec() })
+        .handle(
+            &prod,
+            Command::Modify { mpid: profile.mpid, identity_changes: changes[..32].to_vec() },
+        )
         .unwrap();
-    let one_more = Command::Modify { mpid: profile.mpid, identity_changes: vec![changes[32].clone()] };
+    let one_more =
+        Command::Modify { mpid: profile.mpid, identity_changes: vec![changes[32].clone()] };
     assert!(engine.handle(&prod, one_more).is_err());
     let replace = idgraph::model::IdentityChange {
         identity_type: IdentityType::MobileNumber,
         old_value: Some("+15550000000".into()),
         new_value: Some("+15559999999".into()),
     };
-    engine.handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: vec![replace] }).unwrap();
+    engine
+        .handle(&prod, Command::Modify { mpid: profile.mpid, identity_changes: vec![replace] })
+        .unwrap();
     let n_numbers = engine.with_projection(|p| {
         let id = p.profile_id(profile.mpid).unwrap();
         p.n_identities_of_type(id, IdentityType::MobileNumber)

@@ -37,7 +37,11 @@ struct Opened {
 
 impl Opened {
     fn audit(&self) -> Audit<'_> {
-        Audit { log: &self.log, caller: &self.workspaces[self.caller], workspaces: &self.workspaces }
+        Audit {
+            log: &self.log,
+            caller: &self.workspaces[self.caller],
+            workspaces: &self.workspaces,
+        }
     }
 }
 

@@ -26,7 +26,12 @@ api_key = "other-key"
 api_secret = "other-secret"
 "#;
 
-fn call(server: &Server, credentials: (&str, &str), path: &str, body: Option<Value>) -> (u16, Value) {
+fn call(
+    server: &Server,
+    credentials: (&str, &str),
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let request = match body {
         Some(body) => client().post(server.url(path)).json(&body),
         None => client().get(server.url(path)),
@@ -57,21 +62,22 @@ fn the_cli_and_the_server_answer_audit_questions_alike() {
     let server = Server::start(dir.path(), CONFIG);
     let shop = ("shop-key", "shop-secret");
     let other = ("other-key", "other-secret");
-    let identify = |identities: Value, previous: Option<&str>| {
-        json!({"environment": "production", "known_identities": identities, "previous_mpid": previous})
-    };
-    let (_, first) = call(&server, shop, "/v1/identify", Some(identify(json!({"ios_idfv": "A1"}), None)));
+    let identify = |identities: Value, previous: Option<&str>| json!({"environment": "production", "known_identities": identities, "previous_mpid": previous});
+    let (_, first) =
+        call(&server, shop, "/v1/identify", Some(identify(json!({"ios_idfv": "A1"}), None)));
     let mpid = first["mpid"].as_str().unwrap().to_owned();
     let login = identify(json!({"email": "e@example.com", "ios_idfv": "A1"}), Some(&mpid));
     assert_eq!(call(&server, shop, "/v1/login", Some(login)).0, 200);
-    let (_, third) = call(&server, shop, "/v1/identify", Some(identify(json!({"ios_idfv": "B2"}), None)));
+    let (_, third) =
+        call(&server, shop, "/v1/identify", Some(identify(json!({"ios_idfv": "B2"}), None)));
     let _ = client()
         .get(server.url("/v1/events?after=2&wait_ms=3000"))
         .header("authorization", basic(shop.0, shop.1))
         .send()
         .unwrap();
 
-    let (status, history) = call(&server, shop, &format!("/v1/audit/profiles/{mpid}/history"), None);
+    let (status, history) =
+        call(&server, shop, &format!("/v1/audit/profiles/{mpid}/history"), None);
     assert_eq!(status, 200, "{history}");
     let (status, holders) =
         call(&server, shop, "/v1/audit/identities/email/e@example.com/history", None);
@@ -80,7 +86,8 @@ fn the_cli_and_the_server_answer_audit_questions_alike() {
     assert_eq!(status, 200, "{explained}");
     let (status, as_of) = call(&server, shop, &format!("/v1/audit/profiles/{mpid}?seq=1"), None);
     assert_eq!(status, 200, "{as_of}");
-    let search = json!({"environment": "production", "known_identities": {"email": "e@example.com"}});
+    let search =
+        json!({"environment": "production", "known_identities": {"email": "e@example.com"}});
     let (status, searched) = call(&server, shop, "/v1/audit/search?seq=2", Some(search));
     assert_eq!(status, 200, "{searched}");
     let (status, what_if) =
@@ -114,7 +121,10 @@ fn the_cli_and_the_server_answer_audit_questions_alike() {
     assert!(out.contains("agrees with the recorded decision"), "{out}");
     let (ok, out, err) = cli(dir.path(), &["as-of", "--seq", "1", "--mpid", &mpid]);
     assert!(ok, "{err}");
-    assert_eq!(as_of["profile"]["identities"], json!([{"identity_type": "ios_idfv", "value": "A1"}]));
+    assert_eq!(
+        as_of["profile"]["identities"],
+        json!([{"identity_type": "ios_idfv", "value": "A1"}])
+    );
     assert!(out.contains("identities {ios_idfv=A1}"), "{out}");
     let (ok, out, err) =
         cli(dir.path(), &["as-of", "--seq", "2", "--identity", "email=e@example.com"]);

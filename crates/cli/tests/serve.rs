@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{Server, basic, client};
 use serde_json::{Value, json};

@@ -9,7 +9,7 @@ use idgraph_log::{Durability, Log, Pending};
 use idgraph_model::{AdminCorrection, Entry, IdentityRequest, Operation, Request, Seq, Timestamp};
 use idgraph_projection::Projection;
 use idgraph_query::{
-    Answer, Explanation, RequestError, IdentityOp, IdentityQuery, MpidSource, Resolver, World,
+    Answer, Explanation, IdentityOp, IdentityQuery, MpidSource, RequestError, Resolver, World,
 };
 
 use crate::answer::answer_of;
@@ -303,7 +303,13 @@ impl Engine {
         }
         let answer = answer_of(&entry);
         if let Some((request_id, request)) = remembered {
-            state.recent.insert(&meta.workspace, request_id, request, entry.recorded_at, answer.clone());
+            state.recent.insert(
+                &meta.workspace,
+                request_id,
+                request,
+                entry.recorded_at,
+                answer.clone(),
+            );
         }
         Ok((answer, Some(pending)))
     }
@@ -377,9 +383,7 @@ impl Engine {
         };
         // The snapshot must not claim entries that are not durable yet.
         self.log.sync().map_err(|err| self.poison(err.into()))?;
-        self.log
-            .save_snapshot(seq, &bytes, self.config.snapshots_kept)
-?;
+        self.log.save_snapshot(seq, &bytes, self.config.snapshots_kept)?;
         Ok(seq)
     }
 
@@ -425,4 +429,3 @@ pub(crate) fn operation_of(command: Command, now: Timestamp) -> Operation {
         },
     }
 }
-

@@ -4,9 +4,10 @@
 use idgraph_projection::OutOfSequence;
 use idgraph_query::RequestError;
 
-/// Why the engine did not answer. Each variant says how a server maps it.
+/// Why the engine did not answer. Each variant says how a server maps it. Deliberately not
+/// `#[non_exhaustive]`: a new kind must be given its status where errors are mapped, and the
+/// compiler says where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum EngineError {
     /// The request is invalid. **Handling:** 4xx with the resolver's code and message.
     #[error(transparent)]

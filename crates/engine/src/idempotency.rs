@@ -169,12 +169,18 @@ impl IdempotencyIndex {
 
     /// The fingerprint of a recorded operation in `environment`. Equals
     /// [`IdempotencyIndex::fingerprint_command`] of the command it was recorded from.
-    pub(crate) fn fingerprint(&self, environment: Environment, operation: &Operation) -> Fingerprint {
+    pub(crate) fn fingerprint(
+        &self,
+        environment: Environment,
+        operation: &Operation,
+    ) -> Fingerprint {
         let mut hasher = self.hasher.build_hasher();
         environment.hash(&mut hasher);
         operation.name().hash(&mut hasher);
         match operation {
-            Operation::Identify(request) | Operation::Login(request) | Operation::Logout(request) => {
+            Operation::Identify(request)
+            | Operation::Login(request)
+            | Operation::Logout(request) => {
                 request.known_identities.hash(&mut hasher);
                 request.previous_mpid.hash(&mut hasher);
             }
@@ -251,7 +257,8 @@ impl IdempotencyIndex {
         let from = log.seq_at(Timestamp(last_time.0.saturating_sub(window_micros)))?;
         log.scan(from.next(), |_, entry| {
             if let Some(request_id) = &entry.request.request_id {
-                let request = index.fingerprint(entry.request.environment, &entry.request.operation);
+                let request =
+                    index.fingerprint(entry.request.environment, &entry.request.operation);
                 index.insert(
                     &entry.request.workspace,
                     request_id,
@@ -412,7 +419,10 @@ mod tests {
         }
         let now = Timestamp(499);
         for n in (0..50_000).step_by(7) {
-            assert_eq!(mpid_of(index.get("w", &format!("request-{n}"), ASKED, now)), Mpid::new(n + 1));
+            assert_eq!(
+                mpid_of(index.get("w", &format!("request-{n}"), ASKED, now)),
+                Mpid::new(n + 1)
+            );
         }
         assert!(index.answers.iter().all(|table| !table.is_empty()), "every table is used");
         assert_eq!(n_remembered(&index), 50_000);
@@ -446,7 +456,8 @@ mod tests {
             })
         };
         let prod = Environment::Production;
-        let identify = index.fingerprint_command(prod, &query(IdentityOp::Identify, "a@b.c")).unwrap();
+        let identify =
+            index.fingerprint_command(prod, &query(IdentityOp::Identify, "a@b.c")).unwrap();
         index.insert("w", "id-1", identify, Timestamp(0), answer(1));
         assert_eq!(mpid_of(index.get("w", "id-1", identify, Timestamp(5))), Mpid::new(1));
         // Another operation, other identities, another environment: each a conflict naming the first.
@@ -455,7 +466,10 @@ mod tests {
         let dev = Environment::Development;
         let in_dev = index.fingerprint_command(dev, &query(IdentityOp::Identify, "a@b.c")).unwrap();
         for asked in [login, other, in_dev] {
-            assert!(matches!(index.get("w", "id-1", asked, Timestamp(5)), Seen::Conflict("identify")));
+            assert!(matches!(
+                index.get("w", "id-1", asked, Timestamp(5)),
+                Seen::Conflict("identify")
+            ));
         }
         // Past the window the id is free again.
         assert!(index.get("w", "id-1", login, Timestamp(2_000)).is_new());
@@ -466,7 +480,8 @@ mod tests {
     #[test]
     fn a_command_and_the_operation_it_records_have_the_same_fingerprint() {
         let index = IdempotencyIndex::new(1_000);
-        let identities = vec![idgraph_model::Identity::new(idgraph_model::IdentityType::Email, "e")];
+        let identities =
+            vec![idgraph_model::Identity::new(idgraph_model::IdentityType::Email, "e")];
         let mpid = Mpid::new(7).unwrap();
         let change = idgraph_model::IdentityChange {
             identity_type: idgraph_model::IdentityType::Email,

@@ -14,7 +14,7 @@
 //! - `idempotency.rs`, `answer.rs`, `clock.rs`: remembered answers, answers from entries, time.
 //!
 //! ## Concurrency model
-//! One [`RwLock`] guards the projection and the idempotency index. A request that records an entry
+//! One `RwLock` guards the projection and the idempotency index. A request that records an entry
 //! (identify, login, logout, modify, alias) takes the write lock, decides, *submits* the entry to the
 //! log (which assigns its sequence), applies it, and releases the lock; it then waits for the log's
 //! group commit outside the lock, so concurrent requests share one fsync. Readers (search, audit)
@@ -127,4 +127,3 @@ pub struct OpenReport {
     /// Entries folded from the log after the snapshot.
     pub n_replayed: u64,
 }
-

@@ -168,13 +168,14 @@ pub fn load_projection(log: &Log) -> Result<(Projection, OpenReport), EngineErro
     Ok((projection, report))
 }
 
+/// What [`newest_good_snapshot`] found: the snapshot loaded, if any, and the snapshots discarded on
+/// the way, newest first, with why.
+pub type GoodSnapshot = (Option<Projection>, Vec<(Seq, String)>);
+
 /// The one snapshot loader: the newest snapshot at or before `seq` whose checksum and content
 /// digest verify and whose sequence is the one it is stored under (`None`: there is none, fold
 /// from the start), and the snapshots found bad on the way, newest first, with why.
-pub fn newest_good_snapshot(
-    log: &Log,
-    seq: Seq,
-) -> Result<(Option<Projection>, Vec<(Seq, String)>), EngineError> {
+pub fn newest_good_snapshot(log: &Log, seq: Seq) -> Result<GoodSnapshot, EngineError> {
     let mut discarded = Vec::new();
     for snapshot_seq in log.snapshots_at_or_before(seq)? {
         let bytes = match log.load_snapshot(snapshot_seq) {
@@ -189,10 +190,15 @@ pub fn newest_good_snapshot(
             }
         };
         match Projection::from_snapshot(&bytes) {
-            Ok(loaded) if loaded.last_seq() == snapshot_seq => return Ok((Some(loaded), discarded)),
+            Ok(loaded) if loaded.last_seq() == snapshot_seq => {
+                return Ok((Some(loaded), discarded));
+            }
             Ok(loaded) => discarded.push((
                 snapshot_seq,
-                format!("it holds sequence {} but is stored under {snapshot_seq}", loaded.last_seq()),
+                format!(
+                    "it holds sequence {} but is stored under {snapshot_seq}",
+                    loaded.last_seq()
+                ),
             )),
             Err(err) => discarded.push((snapshot_seq, err.to_string())),
         }

@@ -42,45 +42,70 @@ fn finish_crc(payload_crc: u32, seq: Seq, header_prefix: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, header_prefix)
 }
 
-/// A framed record whose checksum has been verified.
-#[derive(Debug)]
-pub(crate) struct Verified<'a> {
-    pub(crate) codec_id: u8,
-    pub(crate) payload: &'a [u8],
+/// Why a stored record is refused: one variant per kind of damage, checked in this order.
+/// It leaves the crate as [`crate::Error::Corrupt`] (its message is the detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The record is shorter than its header.
+    #[error("record is {n_bytes} bytes, shorter than its header")]
+    TruncatedHeader { n_bytes: usize },
+    /// The header names a format version this build does not read.
+    #[error("unsupported format version {version} (this build reads {FORMAT_VERSION})")]
+    UnknownVersion { version: u8 },
+    /// The reserved flags are not zero.
+    #[error("reserved flags are set ({flags:#06x})")]
+    ReservedFlags { flags: u16 },
+    /// The record holds fewer payload bytes than its header says.
+    #[error("header says {n_bytes_framed} payload bytes, record holds {n_bytes}")]
+    TruncatedPayload { n_bytes_framed: u32, n_bytes: usize },
+    /// The record holds more payload bytes than its header says.
+    #[error("header says {n_bytes_framed} payload bytes, record holds {n_bytes}")]
+    TrailingBytes { n_bytes_framed: u32, n_bytes: usize },
+    /// The checksum (over payload, sequence and header) does not match.
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    BadChecksum { stored: u32, computed: u32 },
+    /// An intact record, written with another codec than the reader expects.
+    #[error("unknown codec id {codec_id} (expected {expected})")]
+    UnknownCodec { codec_id: u8, expected: u8 },
 }
 
-/// Checks a stored record read back from `seq`, and returns its payload only if it is intact.
-pub(crate) fn verify(seq: Seq, record: &[u8]) -> Result<Verified<'_>, String> {
+/// Checks a stored record read back from `seq`, and returns its payload only if it is intact and
+/// was written with `codec_id`.
+pub(crate) fn verify(seq: Seq, record: &[u8], codec_id: u8) -> Result<&[u8], FrameError> {
     let (header, payload) = record
         .split_at_checked(HEADER_LEN)
-        .ok_or_else(|| format!("record is {} bytes, shorter than its header", record.len()))?;
-    let [version, codec_id, flags0, flags1, l0, l1, l2, l3, c0, c1, c2, c3] = *header else {
-        return Err("header is not 12 bytes".to_owned());
+        .ok_or(FrameError::TruncatedHeader { n_bytes: record.len() })?;
+    let [version, found_codec_id, flags0, flags1, l0, l1, l2, l3, c0, c1, c2, c3] = *header else {
+        return Err(FrameError::TruncatedHeader { n_bytes: record.len() });
     };
     if version != FORMAT_VERSION {
-        return Err(format!(
-            "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-        ));
+        return Err(FrameError::UnknownVersion { version });
     }
-    if flags0 != 0 || flags1 != 0 {
-        return Err(format!("reserved flags are set ({flags0:#04x} {flags1:#04x})"));
+    let flags = u16::from_le_bytes([flags0, flags1]);
+    if flags != 0 {
+        return Err(FrameError::ReservedFlags { flags });
     }
-    let payload_len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
-    if payload_len != payload.len() {
-        return Err(format!(
-            "header says {payload_len} payload bytes, record holds {}",
-            payload.len()
-        ));
+    let n_bytes_framed = u32::from_le_bytes([l0, l1, l2, l3]);
+    let n_bytes = payload.len();
+    match (n_bytes_framed as usize).cmp(&n_bytes) {
+        std::cmp::Ordering::Greater => {
+            return Err(FrameError::TruncatedPayload { n_bytes_framed, n_bytes });
+        }
+        std::cmp::Ordering::Less => {
+            return Err(FrameError::TrailingBytes { n_bytes_framed, n_bytes });
+        }
+        std::cmp::Ordering::Equal => {}
     }
-    let stored_crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    let stored = u32::from_le_bytes([c0, c1, c2, c3]);
     let header_prefix = header.get(..8).unwrap_or_default();
-    let actual_crc = finish_crc(crc32c::crc32c(payload), seq, header_prefix);
-    if stored_crc != actual_crc {
-        return Err(format!(
-            "checksum mismatch (stored {stored_crc:#010x}, computed {actual_crc:#010x})"
-        ));
+    let computed = finish_crc(crc32c::crc32c(payload), seq, header_prefix);
+    if stored != computed {
+        return Err(FrameError::BadChecksum { stored, computed });
     }
-    Ok(Verified { codec_id, payload })
+    if found_codec_id != codec_id {
+        return Err(FrameError::UnknownCodec { codec_id: found_codec_id, expected: codec_id });
+    }
+    Ok(payload)
 }
 
 #[cfg(test)]
@@ -98,23 +123,52 @@ mod tests {
         let record = framed(7, b"abc");
         assert_eq!(&record[..8], &[1, 1, 0, 0, 3, 0, 0, 0]);
         assert_eq!(&record[12..], b"abc");
-        let verified = verify(Seq(7), &record).unwrap();
-        assert_eq!(verified.payload, b"abc");
-        assert_eq!(verified.codec_id, 1);
+        assert_eq!(verify(Seq(7), &record, 1).unwrap(), b"abc");
+        assert_eq!(
+            verify(Seq(7), &record, 2).unwrap_err(),
+            FrameError::UnknownCodec { codec_id: 1, expected: 2 }
+        );
     }
 
     #[test]
     fn a_record_read_at_the_wrong_sequence_is_corrupt() {
         let record = framed(7, b"abc");
-        assert!(verify(Seq(8), &record).unwrap_err().contains("checksum"));
+        assert!(matches!(verify(Seq(8), &record, 1), Err(FrameError::BadChecksum { .. })));
     }
 
     #[test]
     fn truncated_and_empty_records_are_corrupt() {
         let record = framed(1, b"hello");
         for len in 0..record.len() {
-            assert!(verify(Seq(1), &record[..len]).is_err(), "truncated to {len}");
+            let err = verify(Seq(1), &record[..len], 1).unwrap_err();
+            if len < HEADER_LEN {
+                assert_eq!(err, FrameError::TruncatedHeader { n_bytes: len });
+            } else {
+                let n_bytes = len - HEADER_LEN;
+                assert_eq!(err, FrameError::TruncatedPayload { n_bytes_framed: 5, n_bytes });
+            }
         }
+        let mut longer = record.clone();
+        longer.push(0);
+        assert_eq!(
+            verify(Seq(1), &longer, 1).unwrap_err(),
+            FrameError::TrailingBytes { n_bytes_framed: 5, n_bytes: 6 }
+        );
+    }
+
+    #[test]
+    fn version_and_flags_are_checked_before_the_checksum() {
+        let mut record = framed(3, b"abc");
+        record[0] = 2;
+        assert_eq!(
+            verify(Seq(3), &record, 1).unwrap_err(),
+            FrameError::UnknownVersion { version: 2 }
+        );
+        let mut record = framed(3, b"abc");
+        record[3] = 0x80;
+        let err = verify(Seq(3), &record, 1).unwrap_err();
+        assert_eq!(err, FrameError::ReservedFlags { flags: 0x8000 });
+        assert_eq!(err.to_string(), "reserved flags are set (0x8000)");
     }
 
     proptest! {
@@ -127,7 +181,7 @@ mod tests {
             let mut record = framed(42, &payload);
             let position = position.index(record.len());
             record[position] ^= mask;
-            prop_assert!(verify(Seq(42), &record).is_err());
+            prop_assert!(verify(Seq(42), &record, 1).is_err());
         }
     }
 }

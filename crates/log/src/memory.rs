@@ -180,6 +180,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
         let mut records = self.records.write().unwrap_or_else(|poison| poison.into_inner());
         let slot = index_of(seq).and_then(|idx| records.get_mut(idx));

@@ -335,6 +335,7 @@ impl Storage for RocksStorage {
             .map_err(storage_error)
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
         self.db.put_cf(self.cf(CF_ENTRIES), seq.0.to_be_bytes(), bytes).map_err(storage_error)
     }

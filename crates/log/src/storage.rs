@@ -104,5 +104,6 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Replaces the stored bytes of an existing record without any checks. Only for tests that
     /// simulate on-disk damage.
+    #[cfg(any(test, feature = "test-support"))]
     fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;
 }

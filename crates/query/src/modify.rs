@@ -143,7 +143,8 @@ fn apply_change(
     }
     let Some(new_value) = adds else { return Ok(()) };
     let cap = config.guardrails.identities_per_type_max as usize;
-    let n_held = target.identities.iter().filter(|held| held.identity_type == identity_type).count();
+    let n_held =
+        target.identities.iter().filter(|held| held.identity_type == identity_type).count();
     if n_held >= cap {
         return Err(RequestError::new(
             ErrorCode::LookupError,

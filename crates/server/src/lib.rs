@@ -11,13 +11,25 @@
 //!   async worker.
 //! - Every error is an IDSync-shaped JSON body with a 4xx/5xx status; handlers never panic on
 //!   input.
+//!
+//! ## Map
+//! - `admit.rs`: the steps every request takes (body limit, authentication, rate limit, JSON) as
+//!   the extractors `Admitted` and `Caller`, and running the engine on the blocking pool.
+//! - `wire.rs`: `ApiError`, its IDSync-shaped body, and the one mapping of engine and log errors
+//!   to statuses.
+//! - `api.rs`: the Identity API handlers; `audit_api.rs`: audit; `feed.rs`: the change feed and its
+//!   JSON types.
+//! - `auth.rs`, `rate_limit.rs`, `metrics.rs`, `config.rs`.
 
+mod admit;
 mod api;
 mod audit_api;
 pub mod auth;
 pub mod config;
+mod feed;
 mod metrics;
 mod rate_limit;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -78,12 +90,8 @@ fn router(state: AppState) -> Router {
         ])
         .expose_headers([HeaderName::from_static("x-mp-max-age"), header::RETRY_AFTER]);
     let identity = |op: IdentityOp| {
-        move |state: State<AppState>,
-              method: Method,
-              uri: axum::http::Uri,
-              headers: axum::http::HeaderMap,
-              body: axum::body::Body| {
-            api::identity(op, state, method, uri, headers, body)
+        move |state: State<AppState>, request: admit::Admitted<api::IdentityBody>| {
+            api::identity(op, state, request)
         }
     };
     Router::new()
@@ -96,7 +104,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/identity/{api_key}/Alias", post(api::alias_with_key))
         .route("/v1/alias", post(api::alias))
         .route("/v1/admin/{mpid}/{action}", post(api::admin))
-        .route("/v1/events", get(api::events))
+        .route("/v1/events", get(feed::events))
         .route("/v1/audit/profiles/{mpid}", get(audit_api::profile_as_of))
         .route("/v1/audit/search", post(audit_api::search_as_of))
         .route("/v1/audit/what-if", post(audit_api::what_if))
@@ -114,7 +122,7 @@ fn router(state: AppState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
         .fallback(|| async {
-            api::ApiError::new(
+            wire::ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 "no such endpoint; see /openapi.json",
@@ -249,6 +257,9 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod http_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,17 +1,18 @@
 //! The traffic model: [`Generator`] decides, line by line, who does what.
 //!
 //! Each line is decided in a fixed order of random draws (repeat? which kind? junk? which user?),
-//! so the output is a pure function of the spec. A decision produces a [`Draft`]: a small `Copy`
-//! description of the request (whose login IDs, which device, which lines it references). Drafts
-//! are rendered to JSON by `render.rs` without per-line allocation, or converted into a
-//! [`WorkloadRequest`] for in-process use.
+//! so the output is a pure function of the spec. A decision produces a [`Draft`] (`draft.rs`): a
+//! small `Copy` description of the request (whose login IDs, which device, which lines it
+//! references). Drafts are rendered to JSON by `render.rs` without per-line allocation, or
+//! converted into a [`WorkloadRequest`] for in-process use.
 //!
 //! The generator's memory is the user table (32 bytes per user seen, at most
 //! [`WorkloadSpec::users`] of them) plus a constant: nothing grows with the number of requests.
 
 use idgraph_model::Environment;
 
-use crate::population::{Device, Identities, JUNK, Keys, LOGGED_IN, UserState, Value, environment};
+use crate::draft::{Draft, EmailChange, Login};
+use crate::population::{Device, Keys, LOGGED_IN, UserState, environment};
 use crate::render;
 use crate::request::{Op, WorkloadRequest};
 use crate::rng::SplitMix64;
@@ -59,62 +60,6 @@ pub struct WorkloadStats {
     pub junk: u64,
     /// New visitors that took over the slot of an existing user because the population was full.
     pub churned_users: u64,
-}
-
-/// A decided request, before rendering. Everything needed to render it is here, so a repeat is a
-/// copy of its draft.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Draft {
-    pub(crate) op: Op,
-    pub(crate) environment: Environment,
-    /// The key behind `request_id` (derived from the line the request was first sent on).
-    pub(crate) request_key: u64,
-    /// Whose login IDs the request carries.
-    pub(crate) login: Option<Login>,
-    /// Which device's identifiers the request carries.
-    pub(crate) device: Option<Device>,
-    /// `previous_mpid`, as a line number.
-    pub(crate) previous: Option<u64>,
-    /// modify: the email change.
-    pub(crate) change: Option<EmailChange>,
-    /// Index into `JUNK` of the placeholder this request carries (modify: its new email).
-    pub(crate) junk: Option<usize>,
-}
-
-/// A person's login IDs as of one request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Login {
-    pub(crate) person_key: u64,
-    pub(crate) email_version: u16,
-}
-
-/// A modify's single change, to the `email` of `person_key`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EmailChange {
-    /// The line whose result is the profile to modify.
-    pub(crate) target: u64,
-    pub(crate) person_key: u64,
-    /// `None` adds the email; otherwise the version replaced.
-    pub(crate) old_version: Option<u16>,
-    pub(crate) new_version: u16,
-}
-
-impl Draft {
-    /// The identities the request carries, junk applied.
-    pub(crate) fn identities(&self) -> Identities {
-        let mut identities = Identities::new();
-        if let Some(login) = self.login {
-            identities.add_login(login.person_key, login.email_version);
-        }
-        if let Some(device) = self.device {
-            identities.add_device(device);
-        }
-        if let (Some(junk_idx), None) = (self.junk, self.change) {
-            let (identity_type, text) = JUNK[junk_idx];
-            identities.set(identity_type, Value::Fixed(text));
-        }
-        identities
-    }
 }
 
 /// The kinds of the mix, in the order of [`crate::Mix::weights`].

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use idgraph_model::{IdentityChange, IdentityType};
 
-use crate::generator::{Draft, EmailChange};
+use crate::draft::{Draft, EmailChange};
 use crate::population::{JUNK, Value, push_decimal, push_uuid};
 use crate::request::{LineRef, WorkloadRequest};
 use crate::rng::mix64;

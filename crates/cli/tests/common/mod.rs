@@ -80,4 +80,3 @@ pub fn client() -> Client {
 pub fn basic(key: &str, secret: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}")))
 }
-

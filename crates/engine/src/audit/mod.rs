@@ -8,7 +8,7 @@
 //! [`EngineError::NotFound`], exactly as if it did not exist.
 //!
 //! The building blocks (partial folds of the profiles a question is about, read from the log's
-//! indexes) are in [`past`]; the re-decision of a stored entry in [`explain`].
+//! indexes) are in [`past`]; the re-decision of a stored entry in `explain.rs`.
 
 mod explain;
 pub mod past;

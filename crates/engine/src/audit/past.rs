@@ -198,4 +198,3 @@ pub fn lookup_as_of(
     profiles.extend(previous_mpid);
     profiles_as_of(log, scope, &profiles.into_iter().collect::<Vec<_>>(), seq)
 }
-

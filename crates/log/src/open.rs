@@ -1,0 +1,103 @@
+//! Opening a log: on RocksDB ([`Log::open`]) or in memory, finding and checking the last record
+//! (it gives the next sequence and the time the next entry may not precede), checking that the log
+//! starts at sequence 1, and indexing a database written before the secondary indexes existed.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex};
+
+use idgraph_model::{Seq, Timestamp};
+
+use crate::read::decode_record;
+use crate::storage::Storage;
+use crate::writer::WriterState;
+use crate::{Error, FaultSwitch, Log, Result, index, memory, read_error, rocks};
+
+impl Log {
+    /// Opens the log stored in the folder `path`, creating it if missing, and checks its last
+    /// record. Only one process may have a log open; a second open fails with [`Error::Storage`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Log> {
+        let path = path.as_ref();
+        let storage = rocks::RocksStorage::open(path).map_err(|err| Error::Storage {
+            message: format!("cannot open log at {}: {}", path.display(), err.message),
+        })?;
+        Log::with_storage(Box::new(storage))
+    }
+
+    /// An empty log in memory, with the same behaviour as an on-disk one except durability.
+    pub fn in_memory() -> Log {
+        Log::in_memory_with_faults().0
+    }
+
+    /// An empty in-memory log and a switch that makes its storage fail, for tests.
+    pub fn in_memory_with_faults() -> (Log, FaultSwitch) {
+        let storage = memory::MemoryStorage::default();
+        let switch = storage.fault_switch();
+        let log = Log::with_storage(Box::new(storage)).expect("an empty in-memory log opens");
+        (log, switch)
+    }
+
+    fn with_storage(storage: Box<dyn Storage>) -> Result<Log> {
+        let last = storage.last().map_err(|err| read_error(Seq::ZERO, err))?;
+        let (last_seq, last_time) = match last {
+            None => (Seq::ZERO, Timestamp(i64::MIN)),
+            Some((seq, bytes)) => (seq, decode_record(seq, &bytes)?.recorded_at),
+        };
+        if last_seq > Seq::ZERO && storage.get(Seq(1)).map_err(|e| read_error(Seq(1), e))?.is_none()
+        {
+            return Err(Error::Gap { missing: Seq(1) });
+        }
+        backfill_index(storage.as_ref())?;
+        Ok(Log {
+            storage,
+            writer: Mutex::new(WriterState::new(last_seq, last_time)),
+            progress: Condvar::new(),
+            n_writes: AtomicU64::new(0),
+            n_syncs: AtomicU64::new(0),
+            n_entries_written: AtomicU64::new(0),
+            batch_sizes: Default::default(),
+        })
+    }
+}
+
+/// Entries per batch when indexing an older database.
+const BACKFILL_BATCH_ENTRIES: usize = 10_000;
+
+/// Indexes the entries of a database written before the secondary indexes existed (once; resumes
+/// where an interrupted run stopped).
+fn backfill_index(storage: &dyn Storage) -> Result<()> {
+    if storage.index_complete().map_err(|err| read_error(Seq::ZERO, err))? {
+        return Ok(());
+    }
+    let from = storage.index_backfilled().map_err(|err| read_error(Seq::ZERO, err))?.next();
+    let mut keys = Vec::new();
+    let (mut n_batched, mut covered) = (0, Seq::ZERO);
+    let mut failure = None;
+    storage
+        .scan(from, &mut |seq, bytes| {
+            let entry = match decode_record(seq, bytes) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    failure = Some(err);
+                    return ControlFlow::Break(());
+                }
+            };
+            keys.extend(index::index_keys(&entry).into_iter().map(|key| (seq, key)));
+            (n_batched, covered) = (n_batched + 1, seq);
+            if n_batched == BACKFILL_BATCH_ENTRIES {
+                if let Err(err) = storage.index_backfill(&keys, covered, false) {
+                    failure = Some(read_error(seq, err));
+                    return ControlFlow::Break(());
+                }
+                keys.clear();
+                n_batched = 0;
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|err| read_error(covered.next(), err))?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    storage.index_backfill(&keys, covered, true).map_err(|err| read_error(covered, err))
+}

@@ -1,0 +1,114 @@
+//! The router over an in-memory engine, driven without a socket: admission by access kind (key in
+//! the header or the path, secret required), the request id in every error after parsing, and the
+//! change feed. The end-to-end tests (`crates/cli/tests/serve.rs`) cover the rest over TCP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use idgraph_engine::{Engine, EngineConfig, RandomMpids, SystemClock};
+use serde_json::{Value, json};
+
+use crate::{AppState, ServerConfig, router};
+
+/// `dev-key:dev-secret`, base64.
+const BASIC: &str = "Basic ZGV2LWtleTpkZXYtc2VjcmV0";
+
+fn app() -> Router {
+    let config = ServerConfig::development("127.0.0.1:0".parse().unwrap(), PathBuf::new());
+    let workspaces = config.workspaces.iter().map(|w| w.workspace.clone()).collect();
+    let engine = Engine::in_memory(
+        EngineConfig::new(workspaces),
+        Box::new(SystemClock),
+        Box::new(RandomMpids),
+    );
+    router(AppState {
+        engine: Arc::new(engine),
+        config: Arc::new(config),
+        metrics: Arc::default(),
+        rate_limiter: Arc::default(),
+    })
+}
+
+/// Sends a request; the status and the JSON body (null when empty).
+async fn call(
+    app: &mut Router,
+    path: &str,
+    auth: (&str, &str),
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(auth.0, auth.1)
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |body| Body::from(body.to_string())))
+        .unwrap();
+    let response = tower_service::Service::call(app, request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    (status, body)
+}
+
+fn identify(email: &str) -> Value {
+    json!({"environment": "development", "request_id": format!("id-{email}"), "known_identities": {"email": email}})
+}
+
+#[tokio::test]
+async fn access_kinds_request_ids_and_the_feed() {
+    let mut app = app();
+    let key_only = ("x-mp-key", "dev-key");
+    let (status, first) = call(&mut app, "/v1/identify", key_only, Some(identify("a@x"))).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) =
+        call(&mut app, "/v1/identify", ("authorization", BASIC), Some(identify("b@x"))).await;
+
+    // The SDKs' alias path carries the key; no header at all.
+    let alias = json!({"environment": "development", "request_id": "al-1",
+        "data": {"source_mpid": first["mpid"], "destination_mpid": second["mpid"],
+                 "start_unixtime_ms": 1, "end_unixtime_ms": 2}});
+    let path = "/v1/identity/dev-key/alias";
+    assert_eq!(call(&mut app, path, ("x-none", "-"), Some(alias.clone())).await.0, 202);
+    let (status, wrong) =
+        call(&mut app, "/v1/identity/nokey/alias", ("x-none", "-"), Some(alias)).await;
+    assert_eq!((status, &wrong["ErrorCode"]), (401, &json!("UNAUTHORIZED")), "{wrong}");
+
+    // Errors after parsing echo the request id; a search that finds nothing too.
+    let mut search = identify("nobody@x");
+    search["request_id"] = json!("s-1");
+    let (status, missing) = call(&mut app, "/v1/search", key_only, Some(search)).await;
+    assert_eq!(
+        (status, &missing["ErrorCode"], &missing["RequestId"]),
+        (404, &json!("NOT_FOUND_ERROR"), &json!("s-1"))
+    );
+    let bad = json!({"environment": "staging", "request_id": "m-1", "identity_changes": []});
+    let (status, err) = call(&mut app, "/v1/0/modify", key_only, Some(bad)).await;
+    assert_eq!((status, &err["RequestId"]), (400, &json!("m-1")), "{err}");
+    assert!(err["Errors"][0]["message"].as_str().unwrap().contains("non-zero MPID"), "{err}");
+
+    // Administrative requests and the feed need the secret.
+    let correction = json!({"environment": "development", "identities": {"email": "a@x"}, "actor": "ops", "reason": "test"});
+    let admin = format!("/v1/admin/{}/detach", first["mpid"].as_str().unwrap());
+    assert_eq!(call(&mut app, &admin, key_only, Some(correction.clone())).await.0, 401);
+    assert_eq!(call(&mut app, "/v1/events", key_only, None).await.0, 401);
+    let (status, detached) =
+        call(&mut app, &admin, ("authorization", BASIC), Some(correction)).await;
+    assert_eq!((status, &detached["new_mpid"]), (200, &Value::Null), "{detached}");
+
+    let (status, page) =
+        call(&mut app, "/v1/events?after=1&limit=10", ("authorization", BASIC), None).await;
+    assert_eq!(status, 200, "{page}");
+    let seqs: Vec<u64> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3, 4]);
+    assert_eq!(page["next_after"], 4);
+    let last = &page["entries"][2]["entry"];
+    assert_eq!(last["request"]["operation"]["AdminDetach"]["actor"], "ops", "{last}");
+    assert_eq!(last["outcome"], json!({"AdminApplied": {"new_mpid": null}}));
+    let (status, err) = call(&mut app, "/v1/events?after=x", ("authorization", BASIC), None).await;
+    assert_eq!((status, &err["ErrorCode"]), (400, &json!("INVALID_DATA")), "{err}");
+}
