@@ -101,7 +101,7 @@ fn outcome_of(answer: Result<Answer, EngineError>) -> Outcome {
     match answer {
         Ok(Answer::Resolved(answer)) => Outcome::Answered(Some(answer.mpid)),
         Ok(_) => Outcome::Answered(None),
-        Err(EngineError::Request(_)) => Outcome::Rejected,
+        Err(err) if err.is_client_error() => Outcome::Rejected,
         Err(err) => Outcome::Failed(err.to_string()),
     }
 }

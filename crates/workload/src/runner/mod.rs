@@ -22,6 +22,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Display;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,10 +137,39 @@ impl RunStats {
     }
 }
 
+/// How many recently sent `request_id`s the runner remembers the resolved references of, so that a
+/// retry (a line repeating an earlier line's `request_id` and body) is sent exactly as its original
+/// was, even when the original went out before the line it references was answered. Retries copy
+/// one of the last few originals (`docs/workloads.md`), so a short memory suffices.
+const RESOLVED_KEPT: usize = 1 << 16;
+
+/// The references recently sent, by `request_id`: what each resolved to (`None`: sent unresolved,
+/// or, for a modify, skipped). Oldest forgotten first.
+#[derive(Debug, Default)]
+struct RecentlyResolved {
+    by_id: BTreeMap<String, Option<Mpid>>,
+    order: VecDeque<String>,
+}
+
+impl RecentlyResolved {
+    fn remember(&mut self, request_id: &str, resolved: Option<Mpid>) {
+        if self.by_id.insert(request_id.to_owned(), resolved).is_none() {
+            self.order.push_back(request_id.to_owned());
+            if self.order.len() > RESOLVED_KEPT
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.by_id.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// What the clients share.
 struct Shared<'a, S, T> {
     chunker: Mutex<Chunker<S>>,
-    book: Mutex<MpidBook>,
+    /// The book and the references recently resolved, under one lock (both are read when a chunk
+    /// is resolved).
+    book: Mutex<(MpidBook, RecentlyResolved)>,
     target: &'a T,
     options: RunOptions,
     progress: &'a (dyn Fn(u64) + Sync),
@@ -165,7 +195,7 @@ where
 {
     let shared = Shared {
         chunker: Mutex::new(Chunker::new(requests)),
-        book: Mutex::new(MpidBook::new()),
+        book: Mutex::new((MpidBook::new(), RecentlyResolved::default())),
         target,
         options,
         progress,
@@ -252,7 +282,8 @@ where
     /// Records the MPID each line of the chunk answered with (none for a rejected, skipped or
     /// failed line), under one lock.
     fn book_answers(&self, chunk: &[(u64, WorkloadRequest)], outcomes: &[Option<Outcome>]) {
-        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let (book, _) = &mut *guard;
         for ((line, _), outcome) in chunk.iter().zip(outcomes) {
             let mpid = match outcome {
                 Some(Outcome::Answered(mpid)) => *mpid,
@@ -270,8 +301,9 @@ where
         chunk: &[(u64, WorkloadRequest)],
     ) -> Vec<Option<Outcome>> {
         let ready: Vec<Option<Ready<'_>>> = {
-            let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
-            chunk.iter().map(|(_, request)| self.ready(&book, request)).collect()
+            let mut guard = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            let (book, recent) = &mut *guard;
+            chunk.iter().map(|(_, request)| self.ready(book, recent, request)).collect()
         };
         let sendable: Vec<Ready<'_>> = ready.iter().flatten().copied().collect();
         let mut outcomes =
@@ -282,20 +314,38 @@ where
     }
 
     /// The request with its references resolved; `None` for a modify whose target has no MPID.
-    fn ready<'r>(&self, book: &MpidBook, request: &'r WorkloadRequest) -> Option<Ready<'r>> {
-        let resolve = |reference| match book.resolve(reference) {
-            Ok(mpid) => Some(mpid),
-            Err(Unresolved::NotYetRecorded(_)) => {
-                self.n_unresolved.fetch_add(1, Ordering::Relaxed);
-                None
+    /// A retry of a recently sent request resolves as its original did.
+    fn ready<'r>(
+        &self,
+        book: &MpidBook,
+        recent: &mut RecentlyResolved,
+        request: &'r WorkloadRequest,
+    ) -> Option<Ready<'r>> {
+        let reference = match request.op {
+            Op::Modify => request.mpid,
+            _ => request.previous_mpid,
+        };
+        let resolved = match recent.by_id.get(&request.request_id) {
+            Some(resolved) => *resolved,
+            None => {
+                let resolved = reference.and_then(|reference| match book.resolve(reference) {
+                    Ok(mpid) => Some(mpid),
+                    Err(Unresolved::NotYetRecorded(_)) => {
+                        self.n_unresolved.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    Err(_) => None,
+                });
+                recent.remember(&request.request_id, resolved);
+                resolved
             }
-            Err(_) => None,
         };
         Some(match request.op {
-            Op::Modify => Ready::Modify { request, mpid: resolve(request.mpid?)? },
-            _ => {
-                Ready::Identity { request, previous_mpid: request.previous_mpid.and_then(resolve) }
+            Op::Modify => {
+                request.mpid?;
+                Ready::Modify { request, mpid: resolved? }
             }
+            _ => Ready::Identity { request, previous_mpid: resolved },
         })
     }
 

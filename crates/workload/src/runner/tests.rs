@@ -182,3 +182,69 @@ fn a_report_lines_up_under_its_header() {
     assert!(json["latency_us"]["p999"].is_u64());
     assert_eq!(report.notes(), None);
 }
+
+/// Records what each `request_id` was sent with, and counts retries sent otherwise.
+struct RetryChecker {
+    sent: std::sync::Mutex<std::collections::BTreeMap<String, Option<Mpid>>>,
+    n_retries: AtomicU64,
+    n_changed: AtomicU64,
+}
+
+impl Target for RetryChecker {
+    type Client = ();
+
+    fn client(&self) {}
+
+    fn send(&self, _client: &mut (), requests: &[Ready<'_>]) -> Vec<Outcome> {
+        // Slow enough that references are often still in flight when their lines are sent.
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        let mut sent = self.sent.lock().unwrap();
+        requests
+            .iter()
+            .map(|ready| {
+                let (request, reference) = match *ready {
+                    Ready::Identity { request, previous_mpid } => (request, previous_mpid),
+                    Ready::Modify { request, mpid } => (request, Some(mpid)),
+                };
+                if let Some(first) = sent.get(&request.request_id) {
+                    self.n_retries.fetch_add(1, Ordering::Relaxed);
+                    if *first != reference {
+                        self.n_changed.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    sent.insert(request.request_id.clone(), reference);
+                }
+                let bears = request.op.is_result_bearing();
+                Outcome::Answered(bears.then(|| mpid_of(request)))
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_retry_is_sent_with_the_references_its_original_was_sent_with() {
+    // Retries are common here, and four pipelined clients send many lines while the lines they
+    // reference are in flight: a retry resolving its reference anew would often differ.
+    let spec = WorkloadSpec {
+        seed: 5,
+        requests: 20_000,
+        users: 300,
+        repeat_request_id_rate: 0.1,
+        ..WorkloadSpec::default()
+    };
+    let lines: Vec<WorkloadRequest> = Generator::new(&spec).unwrap().collect();
+    let target = RetryChecker {
+        sent: Default::default(),
+        n_retries: AtomicU64::new(0),
+        n_changed: AtomicU64::new(0),
+    };
+    let stats = run(
+        lines.iter().cloned().map(Ok::<_, String>),
+        &target,
+        RunOptions { clients: 4, pipeline: 32 },
+        &|_| {},
+    );
+    assert!(stats.unresolved > 100, "references in flight: {}", stats.unresolved);
+    assert!(target.n_retries.load(Ordering::Relaxed) > 1_000);
+    assert_eq!(target.n_changed.load(Ordering::Relaxed), 0, "retries sent with other references");
+}
