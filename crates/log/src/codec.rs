@@ -5,22 +5,23 @@
 //! crate is unmaintained (RUSTSEC-2025-0141). `docs/adr/0001-event-encoding.md` records the decision
 //! and the exit: a new codec gets a new id, and records keep saying which codec wrote them.
 //!
-//! The hot paths do not go through serde. Appends encode by hand ([`encode`]) and replay decodes
-//! borrowed [`EntryView`](idgraph_model::EntryView)s by hand ([`decode_view`]): serde's visitor machinery cost more than half
-//! of either. serde + bincode remain the reference, and decode owned entries ([`decode`]). The
-//! format is bincode's standard configuration with variable-length integers:
+//! The hot paths do not go through serde. Appends encode by hand ([`encode()`]) and replay decodes
+//! borrowed views ([`idgraph_model::EntryView`]) by hand ([`decode_view`]): serde's visitor
+//! machinery cost more than half of either. serde + bincode remain the reference, and decode owned
+//! entries ([`decode`]). The format is bincode's standard configuration with variable-length
+//! integers:
 //! - an unsigned integer up to 250 is one byte; 251, 252 and 253 announce a little-endian `u16`,
 //!   `u32` and `u64`; a signed one is zigzag-encoded first;
 //! - `u8` and `bool` are one byte, an `Option` is a tag byte (0 or 1) and the value;
 //! - a string or a sequence is its length (an unsigned integer) and its items;
 //! - a struct is its fields in order, an enum its variant index (an unsigned integer) and fields.
 //!
-//!
 //! The module is split by job: the hand-written encoder (`codec/encode.rs`), the borrowed view
-//! decoder (`codec/view.rs`), the error types (`codec/error.rs`) and, here, the owned decoder through
-//! serde + bincode. The tests (`codec/tests.rs`) check that the encoder writes serde's bytes for
-//! arbitrary entries (and for the long strings those do not reach) and that views of arbitrary
-//! entries agree with serde's decoding, so neither can drift from the reference unnoticed.
+//! decoder (`codec/view.rs`), the error types (`codec/error.rs`) and, here, the owned decoder
+//! through serde + bincode. The tests (`codec/tests.rs`) check that the encoder writes serde's
+//! bytes for arbitrary entries (and for the long strings those do not reach) and that views of
+//! arbitrary entries agree with serde's decoding, so neither can drift from the reference
+//! unnoticed.
 
 mod encode;
 mod error;

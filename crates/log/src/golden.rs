@@ -3,10 +3,10 @@
 //! same bytes.
 //!
 //! The entry schema lives in four places (`idgraph_model::Entry` and its serde derive,
-//! `idgraph_model::EntryView`, the hand-written encoder and the view decoder of `codec.rs`). The
-//! property tests of `codec.rs` keep them in step with each other; these fixtures keep them in step
-//! with what is already on disk. Reordering a field changes encoder and serde together and passes
-//! the property tests, but not these. A deliberate format change is a visible change of the
+//! `idgraph_model::EntryView`, the hand-written encoder and the view decoder of `codec/`). The
+//! property tests of `codec/tests.rs` keep them in step with each other; these fixtures keep them
+//! in step with what is already on disk. Reordering a field changes encoder and serde together
+//! and passes the property tests, but not these. A deliberate format change is a visible change of the
 //! fixtures plus a format-version bump (`docs/log-format.md`, "Golden fixtures").
 //!
 //! `IDGRAPH_REGENERATE_FIXTURES=1 cargo test -p idgraph-log golden` rewrites the fixtures with the

@@ -29,6 +29,14 @@
 //!   code for every event, operation and outcome; a test decodes them and re-encodes them to the
 //!   same bytes, so a format change shows as a fixture change (and needs a format-version bump).
 //! - Limits are named in [`limits`].
+//!
+//! ## Where things are
+//! One job per file: `open.rs` (opening, the last record, the index backfill), `writer.rs`
+//! (sequencing, group commit, flush and sync, poisoning), `read.rs` (point reads, scans, the
+//! indexes), `verify.rs`, `snapshots.rs`; below them the storage seam (`storage.rs`) and its
+//! backends (`rocks.rs`, `memory.rs`); the record framing (`frame.rs`) and the entry codec
+//! (`codec.rs` and `codec/`). With the feature `test-support`, `sim` (`sim.rs`) is a simulated
+//! disk with seeded faults, for the fault simulation (`docs/log-format.md`, "Faults").
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
@@ -43,6 +51,8 @@ mod memory;
 mod open;
 mod read;
 mod rocks;
+#[cfg(any(test, feature = "test-support"))]
+pub mod sim;
 mod snapshots;
 mod storage;
 mod verify;

@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex};
 use idgraph_model::{Seq, Timestamp};
 
 use crate::read::decode_record;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::writer::WriterState;
 use crate::{Error, FaultSwitch, Log, Result, index, memory, read_error, rocks};
 
@@ -38,8 +38,13 @@ impl Log {
         (log, switch)
     }
 
-    fn with_storage(storage: Box<dyn Storage>) -> Result<Log> {
-        let last = storage.last().map_err(|err| read_error(Seq::ZERO, err))?;
+    pub(crate) fn with_storage(storage: Box<dyn Storage>) -> Result<Log> {
+        let last = match storage.last() {
+            Ok(last) => last,
+            Err(err) if err.corruption => return Err(damaged_tail(storage.as_ref(), err)),
+            // Not about any record: `Error::Storage`, which names no sequence.
+            Err(err) => return Err(read_error(Seq::ZERO, err)),
+        };
         let (last_seq, last_time) = match last {
             None => (Seq::ZERO, Timestamp(i64::MIN)),
             Some((seq, bytes)) => (seq, decode_record(seq, &bytes)?.recorded_at),
@@ -58,6 +63,41 @@ impl Log {
             n_entries_written: AtomicU64::new(0),
             batch_sizes: Default::default(),
         })
+    }
+}
+
+/// The error for a log whose last record cannot be read because the storage found the block
+/// holding it damaged (issue #14, item 9: it used to say "sequence 0"). [`Error::Corrupt`] at the
+/// first sequence that does not read back, which is the first one the damaged block holds: point
+/// reads keep the storage's own checks, the records before the damage read and none after it does,
+/// so an exponential probe and a binary search find it in O(log n) reads.
+fn damaged_tail(storage: &dyn Storage, err: StorageError) -> Error {
+    let reads = |seq: u64| matches!(storage.get(Seq(seq)), Ok(Some(_)));
+    // `lo` reads (0 stands for "before the log"), `hi` does not.
+    let (mut lo, mut hi) = (0u64, 1u64);
+    while hi < u64::MAX && reads(hi) {
+        lo = hi;
+        hi = hi.saturating_mul(2);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if reads(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let intact = match lo {
+        0 => "no record reads intact".to_owned(),
+        lo => format!("sequence {lo} is the last that reads intact"),
+    };
+    Error::Corrupt {
+        seq: Seq(hi),
+        detail: format!(
+            "{} (the block holding the last records is damaged: {intact}, the records after it \
+             cannot be read)",
+            err.message
+        ),
     }
 }
 

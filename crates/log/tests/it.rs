@@ -259,6 +259,34 @@ fn a_byte_flipped_on_disk_is_reported_as_corruption_at_that_sequence() {
     }
 }
 
+/// Issue #14, item 9: damage in the newest table block (where open looks for the last record) was
+/// reported at "sequence 0". It is reported at the first sequence the damaged block holds, with the
+/// last sequence that reads intact.
+#[test]
+fn r14_damage_in_the_last_block_is_reported_at_the_first_sequence_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    // Enough records for several 64 KiB table blocks.
+    let n_entries = 3_000;
+    let entries: Vec<Entry> = (0..n_entries).map(|n| entry(n, 10)).collect();
+    for chunk in entries.chunks(500) {
+        log.append_batch(chunk, Durability::Synced).unwrap();
+    }
+    log.close().unwrap();
+    let marker = format!("user-{}@example.com", n_entries - 1);
+    let (file, offset) = find_in_folder(dir.path(), marker.as_bytes()).expect("on disk");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[offset + 5] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+
+    let err = Log::open(dir.path()).unwrap_err();
+    let Error::Corrupt { seq, detail } = &err else { panic!("{err}") };
+    assert!(*seq > Seq(1) && *seq <= Seq(n_entries), "{err}");
+    let last_intact = format!("sequence {} is the last that reads intact", seq.0 - 1);
+    assert!(detail.contains(&last_intact), "{err}");
+    assert!(detail.contains("the records after it"), "{err}");
+}
+
 fn find_in_folder(dir: &Path, needle: &[u8]) -> Option<(std::path::PathBuf, usize)> {
     // Table files only: after `close` every record is in one, and the write-ahead log is obsolete.
     let mut paths: Vec<_> = std::fs::read_dir(dir)

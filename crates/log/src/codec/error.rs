@@ -15,8 +15,8 @@ pub(crate) enum EncodeError {
 
 /// Why a payload does not decode as an entry: one variant per kind of problem, shared by the owned
 /// decoder ([`decode`](super::decode), whose offsets bincode does not report) and the view decoder
-/// ([`decode_view`](super::decode_view)). Small and cheap to build (no message until it is displayed), so the view
-/// reader's small functions stay small enough to inline. It leaves the crate as
+/// ([`decode_view`](super::decode_view)). Small and cheap to build (no message until it is
+/// displayed), so the view reader's small functions stay small enough to inline. It leaves the crate as
 /// [`crate::Error::Corrupt`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DecodeError {

@@ -14,7 +14,8 @@ use super::{DecodeError, Field};
 
 /// Decodes a borrowed view of an entry (strings point into `payload`), rejecting trailing bytes.
 /// The request id, the workspace and the operation's arguments are walked over, not checked as
-/// UTF-8 (the record's checksum already vouches for them; [`decode`](super::decode) checks everything).
+/// UTF-8 (the record's checksum already vouches for them; [`decode`](super::decode) checks
+/// everything).
 pub(crate) fn decode_view(payload: &[u8]) -> Result<EntryView<'_>, DecodeError> {
     let mut r = Reader { bytes: payload, at: 0 };
     let view = r.entry()?;
