@@ -3,8 +3,10 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{Server, basic, client};
 use serde_json::{Value, json};
@@ -452,4 +454,50 @@ fn audit_endpoints_tell_how_a_profile_became_known() {
         .send()
         .unwrap();
     assert_eq!(key_only.status().as_u16(), 401);
+}
+
+/// Reads from `stream` until the server closes it; how long that took.
+fn until_closed(stream: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(err) => panic!("the connection was not closed: {err} after {:?}", started.elapsed()),
+    }
+    started.elapsed()
+}
+
+/// r14, item 7: a client that sends half a request line and then nothing is disconnected after
+/// `header_read_timeout_ms`; and SIGTERM with such a client connected (and a long poll in flight)
+/// stops the server within `shutdown_timeout_ms`, cleanly.
+#[test]
+fn r14_a_trickling_client_is_cut_off_and_does_not_hold_up_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeouts = "header_read_timeout_ms = 300\nshutdown_timeout_ms = 1000\n";
+    let server = Server::start(dir.path(), &format!("{timeouts}{CONFIG}"));
+    let mut half = TcpStream::connect(server.base.strip_prefix("http://").unwrap()).unwrap();
+    half.write_all(b"GET /heal").unwrap();
+    let waited = until_closed(&mut half);
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+    assert!(server.stop().success());
+
+    // Only the shutdown deadline can end these: the header read timeout is far away.
+    let timeouts = "header_read_timeout_ms = 60000\nshutdown_timeout_ms = 1000\n";
+    let server = Server::start(dir.path(), &format!("{timeouts}{CONFIG}"));
+    let mut half = TcpStream::connect(server.base.strip_prefix("http://").unwrap()).unwrap();
+    half.write_all(b"GET /heal").unwrap();
+    let feed = server.url("/v1/events?after=100&wait_ms=30000");
+    let long_poll = std::thread::spawn(move || {
+        let _ = client().get(feed).header("authorization", basic("shop-key", "shop-secret")).send();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = server.stop();
+    let stopped_after = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(stopped_after < Duration::from_millis(3000), "stopped after {stopped_after:?}");
+    assert!(until_closed(&mut half) < Duration::from_secs(1));
+    long_poll.join().unwrap();
 }

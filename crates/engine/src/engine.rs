@@ -130,14 +130,32 @@ impl Engine {
         &self,
         requests: Vec<(RequestMeta, Command)>,
     ) -> Vec<Result<Answer, EngineError>> {
-        let n_requests = requests.len();
-        let mut answers = Vec::with_capacity(n_requests);
+        let decided = self.decide_batch(requests);
+        self.complete(decided)
+    }
+
+    /// The first half of [`Engine::handle_batch`]: decides, submits and applies the requests in
+    /// order under one acquisition of the write lock, and returns without waiting for durability.
+    /// The answers must not be released before [`Engine::complete`] has made them durable.
+    pub(crate) fn decide_batch(
+        &self,
+        requests: impl IntoIterator<Item = (RequestMeta, Command)>,
+    ) -> Decided {
+        let requests = requests.into_iter();
+        let mut answers = Vec::with_capacity(requests.size_hint().0);
         let mut last_pending: Option<Pending> = None;
         if let Err(err) = self.check_poisoned() {
-            return requests.iter().map(|_| Err(err.clone())).collect();
+            answers.extend(requests.map(|_| Err(err.clone())));
+            return Decided { answers, last_pending };
         }
         let mut state = self.write_state();
+        let mut failed: Option<EngineError> = None;
         for (meta, command) in requests {
+            if let Some(err) = &failed {
+                // The log failed: nothing after that request can be recorded either.
+                answers.push(Err(err.clone()));
+                continue;
+            }
             let workspace = match self.workspace_of(&meta) {
                 Ok(workspace) => workspace,
                 Err(err) => {
@@ -170,18 +188,20 @@ impl Engine {
                     }
                 }
                 Err(err) if !err.is_client_error() => {
-                    // The log failed: nothing after this request can be recorded either.
                     answers.push(Err(err.clone()));
-                    while answers.len() < n_requests {
-                        answers.push(Err(err.clone()));
-                    }
-                    break;
+                    failed = Some(err);
                 }
                 Err(err) => answers.push(Err(err)),
             }
         }
-        drop(state);
-        // Entries are written in sequence order, so waiting for the last covers them all.
+        Decided { answers, last_pending }
+    }
+
+    /// The second half of [`Engine::handle_batch`]: waits until every entry of a decided batch is
+    /// durable and returns its answers (each success turned into the log's error if the wait
+    /// failed). Entries are written in sequence order, so waiting for the last covers them all.
+    pub(crate) fn complete(&self, decided: Decided) -> Vec<Result<Answer, EngineError>> {
+        let Decided { mut answers, last_pending } = decided;
         if let Some(pending) = last_pending
             && let Err(err) = self.log.wait(pending)
         {
@@ -195,8 +215,6 @@ impl Engine {
         answers
     }
 
-    /// The request's workspace, once its metadata is checked: a known workspace, and a
-    /// `request_id` of at most [`REQUEST_ID_BYTES_MAX`] bytes.
     fn workspace_of(&self, meta: &RequestMeta) -> Result<&Workspace, EngineError> {
         if let Some(request_id) = &meta.request_id
             && request_id.len() > REQUEST_ID_BYTES_MAX
@@ -391,6 +409,15 @@ impl Engine {
     pub fn close(self) -> Result<(), EngineError> {
         Ok(self.log.close()?)
     }
+}
+
+/// A batch decided, submitted and applied, whose answers wait for its entries to be durable.
+#[derive(Debug)]
+pub(crate) struct Decided {
+    /// One per request, in order.
+    answers: Vec<Result<Answer, EngineError>>,
+    /// The last entry submitted (the strongest durability asked of the batch), if any.
+    last_pending: Option<Pending>,
 }
 
 /// An [`MpidSource`] for read-only decisions, which never create profiles.

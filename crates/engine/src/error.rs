@@ -36,6 +36,13 @@ pub enum EngineError {
         /// The operation it was first used for.
         operation: &'static str,
     },
+    /// The submission queue is full: the engine is deciding as fast as it can and the request
+    /// was not queued. **Handling:** 503 with `Retry-After`; the client retries later.
+    #[error("the engine is overloaded ({queue_capacity} requests queued); retry shortly")]
+    Overloaded {
+        /// The queue's capacity.
+        queue_capacity: usize,
+    },
     /// The log failed; its error says which way ([`idgraph_log::Error`]'s variants document the
     /// handling of each: 503 for storage failures, 500 for corruption and gaps).
     #[error(transparent)]

@@ -7,6 +7,8 @@
 //!
 //! ## Map
 //! - [`Engine`] (`engine.rs`): the write path and the reads that share its lock.
+//! - [`Pipeline`] (`pipeline.rs`): requests from many callers decided in groups by one writer
+//!   thread, answered once their group is durable.
 //! - `load.rs`: opening a data folder: the one snapshot loader, and replay on one or two threads.
 //! - [`audit`]: the audit use cases ([`audit::Audit`]), which the CLI and the server only render;
 //!   [`whatif`]: re-deciding the log under another configuration.
@@ -35,6 +37,7 @@ mod engine;
 mod error;
 mod idempotency;
 mod load;
+pub mod pipeline;
 pub mod whatif;
 
 use idgraph_model::{AdminCorrection, Environment, IdentityChange, Mpid, Seq};
@@ -45,6 +48,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::engine::{Engine, RandomMpids};
 pub use crate::error::EngineError;
 pub use crate::load::{load_projection, replay_into, replay_until, replay_until_on_one_thread};
+pub use crate::pipeline::{Pipeline, Ticket};
 
 /// One workspace: a name (what API keys map to), the identity scope it resolves in, and its
 /// resolution configuration.

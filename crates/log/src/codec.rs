@@ -48,6 +48,11 @@ pub(crate) fn config() -> impl bincode::config::Config {
 
 /// Decodes an entry, rejecting trailing bytes.
 pub(crate) fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {
+    // serde + bincode reserve what a length field claims (up to bincode's limit, 1 MiB) before
+    // they find the payload shorter: a 124-byte record could make every read allocate a megabyte.
+    // The view decoder checks every claim against the bytes left and allocates nothing, so it
+    // vets the payload first; only a payload it accepts reaches serde.
+    decode_view(payload)?;
     let (entry, n_read): (Entry, usize) =
         bincode::serde::decode_from_slice(payload, config()).map_err(from_bincode)?;
     if n_read != payload.len() {

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use idgraph_engine::{Command, Engine, RequestMeta};
 use idgraph_model::Environment;
-use idgraph_query::Answer;
+use idgraph_query::{Answer, IdentityOp};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -114,9 +114,11 @@ impl<A: Access> Caller<A> {
         res.map_err(|err| err.with_request_id(self.request_id.clone()))
     }
 
-    /// Runs `command` on the engine (on the blocking pool) and renders its answer; every error,
-    /// the engine's or `render`'s (which answers [`ApiError::unexpected`] for an answer of the
-    /// wrong kind), echoes the request's id.
+    /// Runs `command` on the engine and renders its answer; every error, the engine's or
+    /// `render`'s (which answers [`ApiError::unexpected`] for an answer of the wrong kind), echoes
+    /// the request's id. A command that records goes to the engine's submission pipeline and is
+    /// awaited there (no thread hand-off per request; a full queue is 503 with `Retry-After`); a
+    /// search, which records nothing, reads the projection right here (a read lock, microseconds).
     pub(crate) async fn run(
         &self,
         state: &AppState,
@@ -125,7 +127,16 @@ impl<A: Access> Caller<A> {
         render: impl FnOnce(Answer) -> Result<Response, ApiError>,
     ) -> Result<Response, ApiError> {
         let meta = self.meta(environment);
-        let res = blocking(state, move |engine| Ok(engine.handle(&meta, command)?)).await;
+        let is_search =
+            matches!(&command, Command::Identity(query) if query.op == IdentityOp::Search);
+        let res = if is_search {
+            state.engine.handle(&meta, command).map_err(ApiError::from)
+        } else {
+            match state.pipeline.submit(meta, command) {
+                Ok(ticket) => ticket.await.map_err(ApiError::from),
+                Err(err) => Err(ApiError::from(err)),
+            }
+        };
         self.check(res.and_then(render))
     }
 }
@@ -177,11 +188,23 @@ impl FromRequestParts<AppState> for Caller<Admin> {
     }
 }
 
+/// The route's path parameters, as axum's `Path` extracts them, with a bad value (of the wrong
+/// type, or not UTF-8 once percent-decoded) answered as a 400 `INVALID_DATA` IDSync error instead
+/// of axum's plain text.
+#[derive(Debug)]
+pub(crate) struct Segments<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Segments<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(segments) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Segments(segments))
+    }
+}
+
 async fn key_in_path(parts: &mut Parts, state: &AppState) -> Result<String, ApiError> {
-    let Path(key) =
-        Path::<String>::from_request_parts(parts, state).await.map_err(|rejection| {
-            ApiError::bad_request("INVALID_DATA", format!("path: {}", rejection.body_text()))
-        })?;
+    let Segments(key) = Segments::<String>::from_request_parts(parts, state).await?;
     Ok(key)
 }
 
@@ -193,11 +216,15 @@ fn admit_as<A: Access>(
     body: &[u8],
     key_in_path: Option<&str>,
 ) -> Result<usize, ApiError> {
-    let workspace = if A::SECRET_REQUIRED {
-        admit_admin(state, &parts.method, &parts.uri, &parts.headers, body)?
-    } else {
-        admit(state, &parts.method, &parts.uri, &parts.headers, body, key_in_path)?
-    };
+    let workspace = admit(
+        state,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        body,
+        key_in_path,
+        A::SECRET_REQUIRED,
+    )?;
     // `authenticate` answers a reference into `workspaces`: it is there.
     let workspaces = &state.config.workspaces;
     workspaces
@@ -206,9 +233,19 @@ fn admit_as<A: Access>(
         .ok_or_else(|| ApiError::internal("the authenticated workspace is not configured"))
 }
 
-/// Reads the (already decompressed) body, refusing more than the configured bytes.
+/// Reads the (already decompressed) body, refusing more than the configured bytes and a body
+/// that takes longer than `body_read_timeout` to arrive (408).
 pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, state.config.body_bytes_max).await.map_err(|err| {
+    let timeout = state.config.body_read_timeout;
+    let read = axum::body::to_bytes(body, state.config.body_bytes_max);
+    let res = tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!("the request body did not arrive within {} ms", timeout.as_millis()),
+        )
+    })?;
+    res.map_err(|err| {
         // axum does not re-export http-body-util's LengthLimitError; its text is stable.
         let too_large = format!("{err:?}").contains("LengthLimitError")
             || err.to_string().contains("length limit");
@@ -224,14 +261,17 @@ pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Api
     })
 }
 
-/// Authenticates and rate-limits a request.
-pub(crate) fn admit<'s>(
+/// Authenticates and rate-limits a request. With `secret_required`, only a credential that proves
+/// the secret (HTTP Basic or a signature) is accepted: a key alone never suffices, even where the
+/// workspace allows key-only identity calls.
+fn admit<'s>(
     state: &'s AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
     key_in_path: Option<&str>,
+    secret_required: bool,
 ) -> Result<&'s WorkspaceConfig, ApiError> {
     let credentials = Credentials {
         headers,
@@ -241,8 +281,16 @@ pub(crate) fn admit<'s>(
         body,
         key_in_path,
     };
-    let workspace = authenticate(&state.config.workspaces, &credentials, chrono::Utc::now())
-        .map_err(|err| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", err.0))?;
+    let unauthorized =
+        |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    let (workspace, credential) =
+        authenticate(&state.config.workspaces, &credentials, chrono::Utc::now())
+            .map_err(|err| unauthorized(err.0))?;
+    if secret_required && !credential.proves_secret() {
+        return Err(unauthorized(
+            "administrative endpoints need HTTP Basic or a signature".to_owned(),
+        ));
+    }
     if let Err(retry_after_seconds) =
         state.rate_limiter.admit(&workspace.api_key, workspace.rate_limit_per_second)
     {
@@ -255,25 +303,6 @@ pub(crate) fn admit<'s>(
         ));
     }
     Ok(workspace)
-}
-
-/// Administrative requests need the secret (HTTP Basic or a signature): a key alone never
-/// suffices, even where the workspace allows key-only identity calls.
-pub(crate) fn admit_admin<'s>(
-    state: &'s AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<&'s WorkspaceConfig, ApiError> {
-    if headers.get("authorization").is_none() && headers.get("x-mp-signature").is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "administrative endpoints need HTTP Basic or a signature",
-        ));
-    }
-    admit(state, method, uri, headers, body, None)
 }
 
 /// Parses a JSON body; a 400 `INVALID_DATA` naming what is wrong.

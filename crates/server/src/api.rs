@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use idgraph_engine::Command;
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::admit::{Access, Admin, Admitted, KeyInPath, WireBody};
+use crate::admit::{Access, Admin, Admitted, KeyInPath, Segments, WireBody};
 use crate::wire::ApiError;
 use crate::wire::ok_json;
 
@@ -172,7 +172,7 @@ struct ChangeBody {
 /// `POST /v1/{mpid}/modify`.
 pub(crate) async fn modify(
     State(state): State<AppState>,
-    Path(mpid): Path<String>,
+    Segments(mpid): Segments<String>,
     Admitted { caller, body }: Admitted<ModifyBody>,
 ) -> Result<Response, ApiError> {
     let (environment, command) = caller.check(modify_command(&mpid, body))?;
@@ -318,7 +318,7 @@ impl WireBody for AdminBody {
 /// `POST /v1/admin/{mpid}/detach` and `/v1/admin/{mpid}/split`.
 pub(crate) async fn admin(
     State(state): State<AppState>,
-    Path((mpid, action)): Path<(String, String)>,
+    Segments((mpid, action)): Segments<(String, String)>,
     Admitted { caller, body }: Admitted<AdminBody, Admin>,
 ) -> Result<Response, ApiError> {
     let (mpid, environment, command) = caller.check(admin_command(&mpid, &action, body))?;

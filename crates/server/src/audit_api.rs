@@ -6,7 +6,7 @@
 //! scope.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use idgraph_engine::audit::{AsOf, Audit};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::admit::{Admin, Admitted, Caller, WireBody, blocking};
+use crate::admit::{Admin, Admitted, Caller, Segments, WireBody, blocking};
 use crate::api::{IdentityBody, optional_mpid};
 use crate::wire::{ApiError, ok_json};
 
@@ -50,7 +50,7 @@ async fn audit<T: Send + 'static, A: crate::admit::Access>(
 /// `GET /v1/audit/profiles/{mpid}/history`.
 pub(crate) async fn profile_history(
     State(state): State<AppState>,
-    Path(mpid): Path<String>,
+    Segments(mpid): Segments<String>,
     caller: Caller<Admin>,
 ) -> Result<Response, ApiError> {
     let mpid = mpid_path(&mpid)?;
@@ -78,7 +78,7 @@ pub(crate) async fn profile_history(
 /// `GET /v1/audit/identities/{type}/{value}/history`.
 pub(crate) async fn identity_history(
     State(state): State<AppState>,
-    Path((identity_type, value)): Path<(String, String)>,
+    Segments((identity_type, value)): Segments<(String, String)>,
     caller: Caller<Admin>,
 ) -> Result<Response, ApiError> {
     let identity_type: IdentityType = identity_type
@@ -103,7 +103,7 @@ pub(crate) async fn identity_history(
 /// `GET /v1/audit/entries/{seq}/explain`.
 pub(crate) async fn explain_entry(
     State(state): State<AppState>,
-    Path(seq): Path<u64>,
+    Segments(seq): Segments<u64>,
     caller: Caller<Admin>,
 ) -> Result<Response, ApiError> {
     let explained = audit(&state, &caller, move |audit| audit.explain_entry(Seq(seq))).await?;
@@ -149,7 +149,7 @@ impl AsOfQuery {
 /// from the entries that touched it.
 pub(crate) async fn profile_as_of(
     State(state): State<AppState>,
-    Path(mpid): Path<String>,
+    Segments(mpid): Segments<String>,
     query: Result<Query<AsOfQuery>, QueryRejection>,
     caller: Caller<Admin>,
 ) -> Result<Response, ApiError> {
@@ -323,4 +323,76 @@ pub(crate) async fn explain_hypothetical(
     let res = blocking(&state, move |engine| Ok(engine.explain_request(&meta, &query)?)).await;
     let (_, explanation) = caller.check(res)?;
     Ok(ok_json(json!({"explanation": explanation.to_string()})))
+}
+
+/// `GET /v1/audit/profiles/{mpid}/graph?seq=N` or `?time=RFC3339`: the profile as it was then, its
+/// identities with the other profiles that held each up to then, and its aliases both ways, within
+/// the engine's default limits (the answer says what it left out). The audit explorer draws it.
+pub(crate) async fn profile_graph(
+    State(state): State<AppState>,
+    Segments(mpid): Segments<String>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
+    caller: Caller<Admin>,
+) -> Result<Response, ApiError> {
+    use idgraph_engine::audit::NeighbourhoodLimits;
+
+    let Query(query) = query?;
+    let mpid = mpid_path(&mpid)?;
+    let as_of = query.as_of()?;
+    let limits = NeighbourhoodLimits::DEFAULT;
+    let graph =
+        audit(&state, &caller, move |audit| audit.neighbourhood(mpid, as_of, limits)).await?;
+    let identities: Vec<Value> = graph
+        .identities
+        .iter()
+        .map(|n| {
+            let others: Vec<Value> = n
+                .others
+                .iter()
+                .map(|h| {
+                    json!({
+                        "mpid": h.mpid.to_string(), "from_seq": h.from.0.0, "from": h.from.1.to_string(),
+                        "until_seq": h.until.as_ref().map(|u| u.0.0),
+                        "until": h.until.as_ref().map(|u| u.1.to_string()),
+                    })
+                })
+                .collect();
+            json!({
+                "identity_type": n.identity.identity_type.wire_name(), "value": n.identity.value,
+                "held_since_seq": n.held_since.map(|(seq, _)| seq.0),
+                "held_since": n.held_since.map(|(_, time)| time.to_string()),
+                "others": others, "n_others_omitted": n.n_others_omitted,
+            })
+        })
+        .collect();
+    let profile = &graph.profile;
+    Ok(ok_json(json!({
+        "as_of_seq": graph.as_of.0,
+        "mpid": mpid.to_string(),
+        "profile": {
+            "created": profile.created.to_string(),
+            "last_seen": profile.last_seen.to_string(),
+            "identities": identities_json(&profile.identities),
+            "aliased_to": profile.aliased_to.iter().map(|a| alias_json(a.source, a.destination, a.seq, a.start, a.end)).collect::<Vec<_>>(),
+        },
+        "identities": identities,
+        "n_identities_omitted": graph.n_identities_omitted,
+        "aliases": graph.aliases.iter().map(|a| alias_json(a.source, a.destination, a.seq, a.start, a.end)).collect::<Vec<_>>(),
+        "limits": {
+            "identities_max": limits.identities_max,
+            "holders_per_identity_max": limits.holders_per_identity_max,
+        },
+    })))
+}
+
+/// An alias record of the graph answer.
+fn alias_json(
+    source: Mpid,
+    destination: Mpid,
+    seq: Seq,
+    start: Timestamp,
+    end: Timestamp,
+) -> Value {
+    json!({"source": source.to_string(), "destination": destination.to_string(), "seq": seq.0,
+           "start": start.to_string(), "end": end.to_string()})
 }

@@ -1,6 +1,11 @@
 //! Authentication per workspace (spec §4.2): HTTP Basic (`api_key:api_secret`), the HMAC signature
 //! (`x-mp-key`, `Date`, `x-mp-signature` = hex HMAC-SHA256 of `METHOD\nDATE\nPATH+BODY`), and
 //! key-only where the workspace allows it. Secrets and signatures are compared in constant time.
+//!
+//! A credential header that is present is used or refused, never ignored: one that is not valid
+//! UTF-8 is a 401 naming it (treating it as absent once let a key-only request through to what
+//! needs the secret, r14). [`authenticate`] says which [`Credential`] was used, so that admission
+//! can require one that proves the secret.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -36,19 +41,53 @@ pub struct Credentials<'a> {
     pub key_in_path: Option<&'a str>,
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
+/// The headers authentication reads.
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-mp-key", "x-mp-signature", "date"];
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// HTTP Basic: the key and the secret.
+    Basic,
+    /// The HMAC signature: made with the secret.
+    Signature,
+    /// The key alone (where the workspace allows it): no proof of the secret.
+    KeyOnly,
 }
 
-/// Finds the workspace the request authenticates as.
+impl Credential {
+    /// Whether the request proved it holds the workspace's secret.
+    pub fn proves_secret(self) -> bool {
+        match self {
+            Credential::Basic | Credential::Signature => true,
+            Credential::KeyOnly => false,
+        }
+    }
+}
+
+/// A header's text; `None` if absent, an error naming it if present but not valid UTF-8.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => std::str::from_utf8(value.as_bytes())
+            .map(Some)
+            .map_err(|_| AuthError(format!("header `{name}` is not valid UTF-8"))),
+    }
+}
+
+/// Finds the workspace the request authenticates as, and how it did.
 pub fn authenticate<'w>(
     workspaces: &'w [WorkspaceConfig],
     credentials: &Credentials<'_>,
     now: DateTime<Utc>,
-) -> Result<&'w WorkspaceConfig, AuthError> {
+) -> Result<(&'w WorkspaceConfig, Credential), AuthError> {
+    // Every credential header present must be readable, whichever of them this request uses.
+    for name in CREDENTIAL_HEADERS {
+        header(credentials.headers, name)?;
+    }
     let by_key =
         |key: &str| workspaces.iter().find(|w| w.api_key.as_bytes().ct_eq(key.as_bytes()).into());
-    if let Some(authorization) = header(credentials.headers, "authorization") {
+    if let Some(authorization) = header(credentials.headers, "authorization")? {
         let encoded = authorization.strip_prefix("Basic ").ok_or_else(|| {
             AuthError("Authorization must be `Basic base64(api_key:api_secret)`".into())
         })?;
@@ -64,22 +103,22 @@ pub fn authenticate<'w>(
         if !bool::from(workspace.api_secret.as_bytes().ct_eq(secret.as_bytes())) {
             return Err(AuthError("wrong API secret".into()));
         }
-        return Ok(workspace);
+        return Ok((workspace, Credential::Basic));
     }
     let key =
-        header(credentials.headers, "x-mp-key").or(credentials.key_in_path).ok_or_else(|| {
+        header(credentials.headers, "x-mp-key")?.or(credentials.key_in_path).ok_or_else(|| {
             AuthError("missing credentials: send Authorization (Basic) or x-mp-key".into())
         })?;
     let workspace = by_key(key).ok_or_else(|| AuthError("unknown API key".into()))?;
-    match header(credentials.headers, "x-mp-signature") {
+    match header(credentials.headers, "x-mp-signature")? {
         Some(signature) => {
-            let date = header(credentials.headers, "date")
+            let date = header(credentials.headers, "date")?
                 .ok_or_else(|| AuthError("x-mp-signature needs a Date header".into()))?;
             check_date(date, now)?;
             verify_signature(workspace, credentials, date, signature)?;
-            Ok(workspace)
+            Ok((workspace, Credential::Signature))
         }
-        None if workspace.allow_key_only => Ok(workspace),
+        None if workspace.allow_key_only => Ok((workspace, Credential::KeyOnly)),
         None => Err(AuthError(
             "this workspace requires a signature (x-mp-signature) or HTTP Basic authentication"
                 .into(),
@@ -156,11 +195,21 @@ mod tests {
         body: &[u8],
         allow_key_only: bool,
     ) -> Result<(), AuthError> {
+        let headers: Vec<(&str, &[u8])> =
+            headers.iter().map(|(name, value)| (*name, value.as_bytes())).collect();
+        check_raw(&headers, body, allow_key_only).map(|_| ())
+    }
+
+    fn check_raw(
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        allow_key_only: bool,
+    ) -> Result<Credential, AuthError> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.insert(
                 axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
             );
         }
         let workspaces = workspaces(allow_key_only);
@@ -172,7 +221,7 @@ mod tests {
             body,
             key_in_path: None,
         };
-        authenticate(&workspaces, &credentials, Utc::now()).map(|_| ())
+        authenticate(&workspaces, &credentials, Utc::now()).map(|(_, credential)| credential)
     }
 
     #[test]
@@ -223,5 +272,31 @@ mod tests {
         assert!(check(&[("x-mp-key", "dev-key".into())], b"", false).is_err());
         assert!(check(&[("x-mp-key", "nope".into())], b"", true).is_err());
         assert!(check(&[], b"", true).is_err());
+        assert_eq!(check_raw(&[("x-mp-key", b"dev-key")], b"", true), Ok(Credential::KeyOnly));
+    }
+
+    /// r14: a credential header that is not valid UTF-8 is refused, naming it, whatever else the
+    /// request sends; it is never taken as absent (which made a key-only request of one that
+    /// also sent a garbled `Authorization`).
+    #[test]
+    fn an_undecodable_credential_header_is_refused_naming_it() {
+        let date = Utc::now().to_rfc2822();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("dev-key:dev-secret")
+        );
+        for bad in CREDENTIAL_HEADERS {
+            let mut headers: Vec<(&str, &[u8])> =
+                vec![("x-mp-key", b"dev-key"), ("date", date.as_bytes())];
+            if bad != "authorization" {
+                headers.push(("authorization", basic.as_bytes()));
+            }
+            headers.retain(|(name, _)| *name != bad);
+            headers.push((bad, b"\xff"));
+            let err = check_raw(&headers, b"", true).unwrap_err();
+            assert!(err.0.contains(bad), "{bad}: {err:?}");
+        }
+        let basic: (&str, &[u8]) = ("authorization", basic.as_bytes());
+        assert_eq!(check_raw(&[basic], b"", false), Ok(Credential::Basic));
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use idgraph_engine::Workspace;
 use idgraph_model::IdentityType;
@@ -26,6 +27,15 @@ pub struct ServerConfig {
     pub max_age_seconds: u64,
     /// Entries between automatic snapshots (0: never).
     pub snapshot_every_entries: u64,
+    /// How long a connection may take to send a request's line and headers (counted from when
+    /// the server starts reading them, so it also bounds how long a kept-alive connection idles);
+    /// then it is closed. Trickling clients cannot hold connections (and shutdown) forever.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive, once its headers have; then 408.
+    pub body_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests and engine calls once the signal came; then
+    /// the connections left are closed and the log is synced.
+    pub shutdown_timeout: Duration,
 }
 
 /// One workspace as configured: credentials and resolution settings.
@@ -51,6 +61,9 @@ struct RawConfig {
     body_bytes_max: Option<usize>,
     max_age_seconds: Option<u64>,
     snapshot_every_entries: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
     #[serde(default)]
     workspace: Vec<RawWorkspace>,
 }
@@ -89,6 +102,17 @@ pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
 pub const MAX_AGE_SECONDS_DEFAULT: u64 = 86_400;
 /// Default snapshot interval.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1_000_000;
+/// Default header read timeout: 10 s, far above what any client on a working network needs to
+/// send a request head of a few hundred bytes.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default body read timeout: 10 s, for bodies of at most `body_bytes_max` (64 KiB by default).
+pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default shutdown deadline: 10 s, under the 30 s most supervisors (systemd, Kubernetes) allow
+/// between SIGTERM and SIGKILL, with room for the final fsync.
+pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Largest accepted timeout: an hour. A longer one is almost certainly a mistake of units, and
+/// would let a client or shutdown hang practically for good.
+pub const TIMEOUT_MS_MAX: u64 = 3_600_000;
 
 impl ServerConfig {
     /// Reads and checks a configuration file.
@@ -109,6 +133,18 @@ impl ServerConfig {
         if raw.workspace.is_empty() {
             return Err("no [[workspace]]: configure at least one".to_owned());
         }
+        let header_read_timeout = timeout(
+            "header_read_timeout_ms",
+            raw.header_read_timeout_ms,
+            HEADER_READ_TIMEOUT_MS_DEFAULT,
+        )?;
+        let body_read_timeout = timeout(
+            "body_read_timeout_ms",
+            raw.body_read_timeout_ms,
+            BODY_READ_TIMEOUT_MS_DEFAULT,
+        )?;
+        let shutdown_timeout =
+            timeout("shutdown_timeout_ms", raw.shutdown_timeout_ms, SHUTDOWN_TIMEOUT_MS_DEFAULT)?;
         let mut names = BTreeSet::new();
         let mut keys = BTreeSet::new();
         let mut workspaces = Vec::new();
@@ -132,6 +168,9 @@ impl ServerConfig {
             snapshot_every_entries: raw
                 .snapshot_every_entries
                 .unwrap_or(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
+            header_read_timeout,
+            body_read_timeout,
+            shutdown_timeout,
         })
     }
 
@@ -156,7 +195,21 @@ impl ServerConfig {
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             max_age_seconds: MAX_AGE_SECONDS_DEFAULT,
             snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS_DEFAULT),
+            body_read_timeout: Duration::from_millis(BODY_READ_TIMEOUT_MS_DEFAULT),
+            shutdown_timeout: Duration::from_millis(SHUTDOWN_TIMEOUT_MS_DEFAULT),
         }
+    }
+}
+
+/// A timeout key in milliseconds: at least 1, at most [`TIMEOUT_MS_MAX`].
+fn timeout(key: &str, value: Option<u64>, default: u64) -> Result<Duration, String> {
+    match value.unwrap_or(default) {
+        0 => Err(format!("key `{key}`: 0 ms would refuse every request; give at least 1")),
+        ms if ms > TIMEOUT_MS_MAX => {
+            Err(format!("key `{key}`: {ms} ms is more than an hour ({TIMEOUT_MS_MAX})"))
+        }
+        ms => Ok(Duration::from_millis(ms)),
     }
 }
 
@@ -293,5 +346,28 @@ allow_key_only = false
             &["api_key", "same key"],
         );
         check_error("listen = \"127.0.0.1:1\"\n", &["no [[workspace]]"]);
+        check_error(&format!("shutdown_timeout_ms = 0\n{GOOD}"), &["shutdown_timeout_ms", "0 ms"]);
+        check_error(
+            &format!("header_read_timeout_ms = 3600001\n{GOOD}"),
+            &["header_read_timeout_ms", "more than an hour"],
+        );
+        check_error(&format!("body_read_timeout_ms = -1\n{GOOD}"), &["body_read_timeout_ms"]);
+    }
+
+    #[test]
+    fn timeouts_default_to_ten_seconds_and_can_be_set() {
+        let config = ServerConfig::parse(GOOD).unwrap();
+        let ten_seconds = Duration::from_secs(10);
+        assert_eq!(
+            (config.header_read_timeout, config.body_read_timeout, config.shutdown_timeout),
+            (ten_seconds, ten_seconds, ten_seconds)
+        );
+        let text = format!(
+            "header_read_timeout_ms = 500\nbody_read_timeout_ms = 700\nshutdown_timeout_ms = 2000\n{GOOD}"
+        );
+        let config = ServerConfig::parse(&text).unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(config.body_read_timeout, Duration::from_millis(700));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(2));
     }
 }

@@ -38,8 +38,9 @@ pub(crate) struct FeedQuery {
 }
 
 /// `GET /v1/events?after=SEQ&limit=N&wait_ms=MS`: log entries after SEQ, in order, only durable
-/// ones (a follower never sees an entry a crash could take back); with `wait_ms`, waits (long
-/// poll) until there is at least one. Resume with `after` = `next_after`.
+/// ones (a follower never sees an entry a crash could take back) and only those of the caller's
+/// identity scope; with `wait_ms`, waits (long poll) until there is at least one of them. Resume
+/// with `after` = `next_after`, which moves past the other scopes' entries too.
 pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller<Admin>,
@@ -49,28 +50,48 @@ pub(crate) async fn events(
     let limit = query.limit.unwrap_or(100).clamp(1, FEED_PAGE_ENTRIES_MAX);
     let deadline =
         Instant::now() + Duration::from_millis(query.wait_ms.unwrap_or(0).min(FEED_WAIT_MS_MAX));
-    let durable = loop {
-        let durable = state.engine.log().durable_seq();
-        if durable.0 > query.after || Instant::now() >= deadline {
-            break durable;
+    let scope = caller.workspace().workspace.scope.clone();
+    let mut after = query.after;
+    // Pages of other scopes' entries are skipped (`after` moves past them) until one holds an entry
+    // of the caller's scope or the wait is over; between pages, the wait for new durable entries
+    // sleeps, so a long poll never spins.
+    let (entries, durable) = loop {
+        let durable = durable_after(&state, after, deadline).await;
+        if durable.0 <= after {
+            break (Vec::new(), durable);
         }
-        tokio::time::sleep(Duration::from_millis(FEED_POLL_INTERVAL_MS)).await;
+        let from = Seq(after.saturating_add(1));
+        let entries =
+            blocking(&state, move |engine| Ok(engine.log().read_range(from, limit)?)).await?;
+        let next_after =
+            entries.iter().map(|(seq, _)| *seq).take_while(|seq| *seq <= durable).last();
+        let mine =
+            entries.iter().any(|(seq, entry)| *seq <= durable && entry.request.scope == scope);
+        match next_after {
+            Some(next_after) if !mine && Instant::now() < deadline => after = next_after.0,
+            _ => break (entries, durable),
+        }
     };
-    let after = query.after;
-    let entries = blocking(&state, move |engine| {
-        Ok(engine.log().read_range(Seq(after.saturating_add(1)), limit)?)
-    })
-    .await?;
-    let scope = &caller.workspace().workspace.scope;
     let mut page = FeedPage { entries: Vec::new(), next_after: after };
     for (seq, entry) in entries.iter().take_while(|(seq, _)| *seq <= durable) {
         page.next_after = seq.0;
         // A workspace sees the entries of its own scope only.
-        if entry.request.scope == *scope {
+        if entry.request.scope == scope {
             page.entries.push(FeedEntry { entry: FeedRecord::from(entry), seq: seq.0 });
         }
     }
     Ok((StatusCode::OK, axum::Json(page)).into_response())
+}
+
+/// The log's durable sequence once it is past `after`, or at `deadline`.
+async fn durable_after(state: &AppState, after: u64, deadline: Instant) -> Seq {
+    loop {
+        let durable = state.engine.log().durable_seq();
+        if durable.0 > after || Instant::now() >= deadline {
+            return durable;
+        }
+        tokio::time::sleep(Duration::from_millis(FEED_POLL_INTERVAL_MS)).await;
+    }
 }
 
 /// One page of the feed.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{HeaderValue, Request};
 use idgraph_engine::{Engine, EngineConfig, RandomMpids, SystemClock};
 use serde_json::{Value, json};
 
@@ -17,19 +17,18 @@ use crate::{AppState, ServerConfig, router};
 const BASIC: &str = "Basic ZGV2LWtleTpkZXYtc2VjcmV0";
 
 fn app() -> Router {
-    let config = ServerConfig::development("127.0.0.1:0".parse().unwrap(), PathBuf::new());
+    app_with(ServerConfig::development("127.0.0.1:0".parse().unwrap(), PathBuf::new()))
+}
+
+/// The router over an in-memory engine with `config`'s workspaces.
+pub(crate) fn app_with(config: ServerConfig) -> Router {
     let workspaces = config.workspaces.iter().map(|w| w.workspace.clone()).collect();
     let engine = Engine::in_memory(
         EngineConfig::new(workspaces),
         Box::new(SystemClock),
         Box::new(RandomMpids),
     );
-    router(AppState {
-        engine: Arc::new(engine),
-        config: Arc::new(config),
-        metrics: Arc::default(),
-        rate_limiter: Arc::default(),
-    })
+    router(AppState::new(Arc::new(engine), config).expect("the pipeline starts"))
 }
 
 /// Sends a request; the status and the JSON body (null when empty).
@@ -111,4 +110,96 @@ async fn access_kinds_request_ids_and_the_feed() {
     assert_eq!(last["outcome"], json!({"AdminApplied": {"new_mpid": null}}));
     let (status, err) = call(&mut app, "/v1/events?after=x", ("authorization", BASIC), None).await;
     assert_eq!((status, &err["ErrorCode"]), (400, &json!("INVALID_DATA")), "{err}");
+}
+
+/// Sends `request`; the status, the `content-type` and the body's text.
+async fn send(app: &mut Router, request: Request<Body>) -> (u16, String, String) {
+    let response = tower_service::Service::call(app, request).await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// r14, item 1: a credential header that is present but not valid UTF-8 is a 401 naming it, never
+/// "absent": the browser key alone must not reach what needs the secret (the feed, corrections),
+/// nor anything else.
+#[tokio::test]
+async fn r14_an_undecodable_credential_header_is_refused_not_ignored() {
+    let mut app = app(); // `dev-key` allows key-only.
+    let (status, created) =
+        call(&mut app, "/v1/identify", ("authorization", BASIC), Some(identify("a@x"))).await;
+    assert_eq!(status, 200, "{created}");
+    let detach = format!("/v1/admin/{}/detach", created["mpid"].as_str().unwrap());
+    let correction = json!({"environment": "development", "identities": {"email": "a@x"},
+        "actor": "ops", "reason": "test"});
+    let now = chrono::Utc::now().to_rfc2822();
+    for bad in ["authorization", "x-mp-signature", "date", "x-mp-key"] {
+        for (method, path, body) in [
+            ("GET", "/v1/events?after=0", None),
+            ("POST", detach.as_str(), Some(correction.clone())),
+            ("POST", "/v1/identify", Some(identify("b@x"))),
+        ] {
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .header("x-mp-key", "dev-key")
+                .header("date", &now)
+                .body(body.map_or_else(Body::empty, |body| Body::from(body.to_string())))
+                .unwrap();
+            request.headers_mut().insert(bad, HeaderValue::from_bytes(&[0xff]).unwrap());
+            let (status, _, text) = send(&mut app, request).await;
+            assert_eq!(status, 401, "{method} {path} with a bad `{bad}`: {text}");
+            let error: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(error["ErrorCode"], "UNAUTHORIZED", "{text}");
+            let message = error["Errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains(bad), "{method} {path}: `{message}` does not name `{bad}`");
+        }
+    }
+    // Nothing was detached.
+    let (status, page) = call(&mut app, "/v1/events?after=0", ("authorization", BASIC), None).await;
+    assert_eq!((status, page["entries"].as_array().unwrap().len()), (200, 1), "{page}");
+}
+
+/// r14, item 8: every error is the IDSync JSON body with the right status, including those axum
+/// and tower-http answer on their own (a wrong method, an unsupported content encoding, a path
+/// segment of the wrong type or not UTF-8).
+#[tokio::test]
+async fn r14_every_error_is_an_idsync_json_body() {
+    let mut app = app();
+    let cases = [
+        ("GET", "/v1/identify", None, 405, "METHOD_NOT_ALLOWED"),
+        ("PUT", "/v1/events", None, 405, "METHOD_NOT_ALLOWED"),
+        ("POST", "/v1/identify", Some("br"), 415, "UNSUPPORTED_MEDIA_TYPE"),
+        ("POST", "/v1/%ff%fe/modify", None, 400, "INVALID_DATA"),
+        ("GET", "/v1/audit/entries/abc/explain", None, 400, "INVALID_DATA"),
+        ("GET", "/v1/audit/profiles/%ff/history", None, 400, "INVALID_DATA"),
+        ("POST", "/v1/admin/%ff/detach", None, 400, "INVALID_DATA"),
+        ("GET", "/v1/nowhere", None, 404, "NOT_FOUND"),
+    ];
+    for (method, path, encoding, expected_status, expected_code) in cases {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", BASIC)
+            .header("content-type", "application/json");
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        let body = Body::from(identify("e@x").to_string());
+        let (status, content_type, text) = send(&mut app, request.body(body).unwrap()).await;
+        let case = format!("{method} {path} ({encoding:?}): {status} {content_type} `{text}`");
+        assert_eq!(status, expected_status, "{case}");
+        assert_eq!(content_type, "application/json", "{case}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}"));
+        assert_eq!(error["ErrorCode"], expected_code, "{case}");
+        assert_eq!(error["StatusCode"], expected_status, "{case}");
+        assert_eq!(error["Errors"][0]["code"], expected_code, "{case}");
+        assert!(error["RequestId"].is_string(), "{case}");
+    }
 }

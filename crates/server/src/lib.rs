@@ -7,10 +7,17 @@
 //! ## Architecture invariants
 //! - The only crate that knows HTTP and JSON: it converts requests into engine commands by hand
 //!   and answers with its own JSON shapes; the engine's types are not serialisable.
-//! - Engine calls block (they wait for fsync), so they run on tokio's blocking pool, never on an
-//!   async worker.
+//! - Requests that record go to the engine's submission pipeline (`idgraph_engine::Pipeline`):
+//!   the handler awaits its ticket, and one writer thread decides whatever is queued as a group,
+//!   so there is no thread hand-off or condition variable per request; a full queue is 503 with
+//!   `Retry-After`. A search reads the projection on the async worker (a read lock, microseconds).
+//!   Audit and the change feed read storage, so they run on tokio's blocking pool.
 //! - Every error is an IDSync-shaped JSON body with a 4xx/5xx status; handlers never panic on
-//!   input.
+//!   input. What a handler does not answer (axum's and tower-http's own refusals) is turned into
+//!   one by `wire::json_errors`.
+//! - Nothing a client does holds a connection, or shutdown, forever: connections are served by
+//!   hyper with a header read timeout, bodies have a read timeout, and shutdown has a deadline
+//!   after which the log is synced whatever is still running ([`serve`]).
 //!
 //! ## Map
 //! - `admit.rs`: the steps every request takes (body limit, authentication, rate limit, JSON) as
@@ -19,13 +26,15 @@
 //!   to statuses.
 //! - `api.rs`: the Identity API handlers; `audit_api.rs`: audit; `feed.rs`: the change feed and its
 //!   JSON types.
-//! - `auth.rs`, `rate_limit.rs`, `metrics.rs`, `config.rs`.
+//! - `explorer.rs`: the audit explorer page (`GET /explorer/`), its files embedded in the binary.
+//! - `auth.rs`, `rate_limit.rs`, `metrics.rs` (including the process's own CPU time), `config.rs`.
 
 mod admit;
 mod api;
 mod audit_api;
 pub mod auth;
 pub mod config;
+mod explorer;
 mod feed;
 mod metrics;
 mod rate_limit;
@@ -41,14 +50,19 @@ use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use idgraph_engine::{Engine, EngineConfig};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use idgraph_engine::{Engine, EngineConfig, Pipeline};
 use idgraph_query::IdentityOp;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 
 pub use crate::config::{ServerConfig, WorkspaceConfig};
 use crate::metrics::Metrics;
+pub use crate::metrics::process_cpu_seconds;
 use crate::rate_limit::RateLimiter;
 
 /// The OpenAPI document, kept in the repository at `docs/openapi.json`.
@@ -58,9 +72,35 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     engine: Arc<Engine>,
+    /// Where state-changing requests go: decided in groups by the engine's writer thread and
+    /// answered when durable (`idgraph_engine::Pipeline`). Closed at shutdown before the engine.
+    pipeline: Arc<Pipeline>,
     config: Arc<ServerConfig>,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<RateLimiter>,
+}
+
+/// How long shutdown waits for the engine's writer to stop even when the shutdown deadline has
+/// passed: enough for an idle writer, far less than a stuck engine call.
+const PIPELINE_CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// Requests the engine's submission queue holds before it answers 503 (`Retry-After`): about a
+/// second of work at the write path's speed, and a bound on memory whatever clients do.
+const SUBMISSION_QUEUE_REQUESTS: usize = 65_536;
+
+impl AppState {
+    /// The state of a server over `engine`, its submission pipeline started.
+    fn new(engine: Arc<Engine>, config: ServerConfig) -> anyhow::Result<AppState> {
+        let pipeline = Pipeline::start(Arc::clone(&engine), SUBMISSION_QUEUE_REQUESTS)
+            .map_err(|err| anyhow::anyhow!("cannot start the engine's writer thread: {err}"))?;
+        Ok(AppState {
+            engine,
+            pipeline: Arc::new(pipeline),
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            rate_limiter: Arc::default(),
+        })
+    }
 }
 
 /// Opens the engine on the configured data folder.
@@ -115,6 +155,10 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/audit/entries/{seq}/explain", get(audit_api::explain_entry))
         .route("/v1/audit/explain", post(audit_api::explain_hypothetical))
+        .route("/v1/audit/profiles/{mpid}/graph", get(audit_api::profile_graph))
+        .route("/explorer", get(explorer::redirect))
+        .route("/explorer/", get(explorer::index))
+        .route("/explorer/{*file}", get(explorer::file))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -128,8 +172,17 @@ fn router(state: AppState) -> Router {
                 "no such endpoint; see /openapi.json",
             )
         })
+        .method_not_allowed_fallback(|method: Method| async move {
+            wire::error_of_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here; see the Allow header and /openapi.json"),
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(RequestDecompressionLayer::new())
+        // Outside the decompression layer, whose 415 is not JSON; inside CORS, whose headers
+        // errors carry too.
+        .layer(middleware::map_response(wire::json_errors))
         .layer(cors)
         .with_state(state)
 }
@@ -165,31 +218,148 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Serves until `shutdown` completes, then finishes in-flight requests, makes the log durable and
 /// returns.
+///
+/// Shutdown is bounded by `config.shutdown_timeout` from the signal: connections still open at the
+/// deadline (a request still running, a client still trickling its headers) are closed. Engine
+/// calls run on the blocking pool and cannot be cancelled, so one whose request was abandoned may
+/// still hold the engine: shutdown waits for them until the same deadline, then closes the log; if
+/// some are still running then, it syncs the log and returns an error saying so.
 pub async fn serve(
     config: ServerConfig,
     engine: Engine,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let engine = Arc::new(engine);
-    let state = AppState {
-        engine: Arc::clone(&engine),
-        config: Arc::new(config.clone()),
-        metrics: Arc::default(),
-        rate_limiter: Arc::default(),
-    };
+    serve_shared(config, Arc::new(engine), listener, shutdown).await
+}
+
+/// [`serve`], over an engine the caller may still look at (through a `Weak`) afterwards.
+async fn serve_shared(
+    config: ServerConfig,
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::new(Arc::clone(&engine), config.clone())?;
+    let pipeline = Arc::clone(&state.pipeline);
     let snapshots = tokio::spawn(snapshot_loop(Arc::clone(&engine), config.snapshot_every_entries));
     let flusher = tokio::spawn(flush_loop(Arc::clone(&engine)));
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    let connections = accept_until(&config, router(state), listener, shutdown).await;
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    tracing::info!("stopped accepting; finishing in-flight requests");
+    connections.drain(deadline).await;
     for task in [snapshots, flusher] {
         task.abort();
         let _ = task.await;
     }
-    tracing::info!("stopped accepting; flushing the log");
-    let engine =
-        Arc::try_unwrap(engine).map_err(|_| anyhow::anyhow!("engine still in use at shutdown"))?;
-    tokio::task::spawn_blocking(move || engine.close()).await??;
-    Ok(())
+    // Every request handed to the writer is decided and answered; then its threads let go of the
+    // engine. Closing joins threads, so it runs off the async workers, and within the deadline:
+    // a writer stuck in an engine call counts as an engine call still running (below).
+    // (At least a moment, even past the deadline: an idle writer stops in microseconds.)
+    let closing = tokio::task::spawn_blocking(move || pipeline.close());
+    let pipeline_deadline = deadline.max(tokio::time::Instant::now() + PIPELINE_CLOSE_GRACE);
+    if tokio::time::timeout_at(pipeline_deadline, closing).await.is_err() {
+        tracing::warn!("the engine's writer was still busy at the shutdown deadline");
+    }
+    tracing::info!("flushing the log");
+    close_engine(engine, deadline, config.shutdown_timeout).await
+}
+
+/// The connections being served: each a task, watched for graceful shutdown.
+struct Connections {
+    /// Tells every connection to finish its request in flight and close (idle ones close at
+    /// once), and says when all have.
+    graceful: GracefulShutdown,
+    /// The connections' tasks, to abort those still open at the shutdown deadline (dropping a
+    /// connection's task drops its requests, and their hold on the engine).
+    tasks: JoinSet<()>,
+}
+
+/// Accepts connections and serves each on its own task until `shutdown` completes.
+async fn accept_until(
+    config: &ServerConfig,
+    app: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Connections {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The header read timeout needs a timer; it runs from when the server starts reading a
+    // request's head, so it also closes connections kept alive and idle that long.
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    let mut connections = Connections { graceful: GracefulShutdown::new(), tasks: JoinSet::new() };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connections, so that the set holds only open ones.
+            Some(_) = connections.tasks.join_next(), if !connections.tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Answers are written whole; Nagle's algorithm would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(app.clone());
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    let connection = connections.graceful.watch(connection);
+                    connections.tasks.spawn(async move {
+                        if let Err(err) = connection.await {
+                            tracing::debug!(error = %err, "connection closed with an error");
+                        }
+                    });
+                }
+                Err(err) => {
+                    // Out of file descriptors, typically: wait for some to be released.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    connections
+}
+
+impl Connections {
+    /// Lets the connections finish their requests in flight until `deadline`, then closes those
+    /// still open.
+    async fn drain(self, deadline: tokio::time::Instant) {
+        let Connections { graceful, mut tasks } = self;
+        if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+            tracing::warn!(
+                n_connections = tasks.len(),
+                "shutdown deadline reached: closing the connections still open"
+            );
+        }
+        tasks.shutdown().await;
+    }
+}
+
+/// Closes the log once no engine call holds the engine any more, waiting for them until
+/// `deadline`; past it, syncs the log through the shared engine and answers an error.
+async fn close_engine(
+    engine: Arc<Engine>,
+    deadline: tokio::time::Instant,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
+    // Every other holder (router, connections, background loops) is gone by now: what is left
+    // are engine calls on the blocking pool, which cannot be cancelled.
+    while Arc::strong_count(&engine) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => tokio::task::spawn_blocking(move || engine.close())
+            .await?
+            .map_err(|err| anyhow::anyhow!("closing the log failed: {err}")),
+        Err(engine) => {
+            let n_running = Arc::strong_count(&engine) - 1;
+            let synced = tokio::task::spawn_blocking(move || engine.log().sync()).await?;
+            let seq = synced.map_err(|err| anyhow::anyhow!("syncing the log failed: {err}"))?;
+            Err(anyhow::anyhow!(
+                "engine work still running {} ms after the shutdown signal (shutdown_timeout_ms; \
+                 {n_running} holder(s): the writer's threads or engine calls): the log is synced \
+                 up to sequence {seq} but not closed",
+                shutdown_timeout.as_millis()
+            ))
+        }
+    }
 }
 
 /// Answers that changed nothing are queued, not written (`Durability::Queued`); this writes the
@@ -259,16 +429,23 @@ pub async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod http_tests;
 
 #[cfg(test)]
+mod scope_tests;
+
+#[cfg(test)]
+mod shutdown_tests;
+
+#[cfg(test)]
 mod tests {
-    /// Every route the router serves is described in `docs/openapi.json` (with its method).
-    #[test]
-    fn every_route_is_in_the_openapi_document() {
-        let document: serde_json::Value = serde_json::from_str(super::OPENAPI_JSON).unwrap();
+    /// The routes of the router, as `(method, path)`, read from this file's source (the router
+    /// offers no list of its routes).
+    pub(crate) fn routes() -> Vec<(String, String)> {
         let source = include_str!("lib.rs");
-        let mut n_routes = 0;
+        let mut routes = Vec::new();
         for (idx, _) in source.match_indices(".route(") {
             let rest = &source[idx..];
             let path = rest.split('"').nth(1).unwrap();
@@ -276,10 +453,23 @@ mod tests {
                 .into_iter()
                 .min_by_key(|m| rest.find(&format!("{m}(")).unwrap_or(usize::MAX))
                 .unwrap();
-            if path == "/v1/identity/{api_key}/Alias" || !path.starts_with('/') {
+            if path.starts_with('/') {
+                routes.push((method.to_owned(), path.to_owned()));
+            }
+        }
+        routes
+    }
+
+    /// Every route the router serves is described in `docs/openapi.json` (with its method).
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let document: serde_json::Value = serde_json::from_str(super::OPENAPI_JSON).unwrap();
+        let mut n_routes = 0;
+        for (method, path) in routes() {
+            if path == "/v1/identity/{api_key}/Alias" {
                 continue; // The SDKs' capitalised alias path; the same as the lower-case one.
             }
-            let described = &document["paths"][path][method];
+            let described = &document["paths"][&path][&method];
             assert!(described.is_object(), "{method} {path} is not in docs/openapi.json");
             n_routes += 1;
         }

@@ -13,6 +13,7 @@
 //! | `EngineError::NotFound` | 404 | `NOT_FOUND_ERROR` |
 //! | `EngineError::Invalid` | 400 | `INVALID_DATA` |
 //! | `EngineError::RequestIdReused` | 422 | `REQUEST_ID_REUSED` |
+//! | `EngineError::Overloaded` | 503 with `Retry-After: 1` | `SERVICE_UNAVAILABLE` |
 //! | `EngineError::Fold` (the log cannot be folded) | 500 | `INTERNAL_ERROR` |
 //! | `EngineError::Halted` | 503 | `SERVICE_UNAVAILABLE` |
 //! | `log::Error::Rejected` (a bug in the caller) | 500 | `INTERNAL_ERROR` |
@@ -20,7 +21,7 @@
 //! | `log::Error::Corrupt`, `log::Error::Gap` (stop serving, restore) | 500 | `INTERNAL_ERROR` |
 //! | `log::Error::Storage` | 503 | `SERVICE_UNAVAILABLE` |
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idgraph_engine::EngineError;
@@ -42,7 +43,7 @@ pub struct ApiError {
     message: String,
     /// The client's `request_id`, echoed as `RequestId`; a fresh UUID is sent when there is none.
     request_id: Option<String>,
-    /// Sent as `Retry-After` (429 only).
+    /// Sent as `Retry-After` (429, and 503 for a full submission queue).
     retry_after_seconds: Option<u64>,
 }
 
@@ -144,6 +145,76 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        let message = format!("path: {}", rejection.body_text());
+        if rejection.status().is_server_error() {
+            // The route and its handler disagree on the parameters: a bug.
+            ApiError::internal(message)
+        } else {
+            ApiError::bad_request("INVALID_DATA", message)
+        }
+    }
+}
+
+/// The IDSync code of an error status that no handler chose (axum's and tower-http's own answers).
+fn code_of_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "INVALID_DATA",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
+        StatusCode::SERVICE_UNAVAILABLE => SERVICE_UNAVAILABLE,
+        status if status.is_server_error() => INTERNAL_ERROR,
+        _ => "INVALID_DATA",
+    }
+}
+
+/// An error for `status` in the IDSync shape, for answers no handler made.
+pub(crate) fn error_of_status(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, code_of_status(status), message)
+}
+
+/// Most bytes of a non-JSON error body kept as the message of the JSON one that replaces it.
+const FOREIGN_ERROR_BYTES_MAX: usize = 1024;
+
+/// Middleware (`axum::middleware::map_response`): any 4xx or 5xx answer that is not JSON (axum's
+/// own rejections, tower-http's 415 for an unsupported `Content-Encoding`, ...) becomes the IDSync
+/// error body with the same status; its text, if any, is the message. Other headers (`Allow`,
+/// `Retry-After`) are kept. The server's guarantee that every error is an IDSync body rests on
+/// this, not on every layer's good behaviour.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, FOREIGN_ERROR_BYTES_MAX).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let (json_parts, json_body) = error_of_status(status, message).into_response().into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    for (name, value) in &json_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, json_body)
+}
+
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> ApiError {
         match err {
@@ -174,6 +245,16 @@ impl From<EngineError> for ApiError {
                 "REQUEST_ID_REUSED",
                 err.to_string(),
             ),
+            // The submission queue is full: nothing was queued; the client retries shortly.
+            err @ EngineError::Overloaded { .. } => {
+                let mut api = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    SERVICE_UNAVAILABLE,
+                    err.to_string(),
+                );
+                api.retry_after_seconds = Some(1);
+                api
+            }
         }
     }
 }
@@ -229,6 +310,7 @@ mod tests {
         check(EngineError::Invalid("not explained".into()), (400, "INVALID_DATA"));
         let reused = EngineError::RequestIdReused { request_id: "r".into(), operation: "identify" };
         check(reused, (422, "REQUEST_ID_REUSED"));
+        check(EngineError::Overloaded { queue_capacity: 8 }, (503, "SERVICE_UNAVAILABLE"));
         check(EngineError::Halted { cause: "sync".into() }, (503, "SERVICE_UNAVAILABLE"));
         check(EngineError::Log(corrupt.clone()), (500, "INTERNAL_ERROR"));
         check(EngineError::Log(storage.clone()), (503, "SERVICE_UNAVAILABLE"));

@@ -11,6 +11,7 @@
 //! indexes) are in [`past`]; the re-decision of a stored entry in `explain.rs`.
 
 mod explain;
+mod graph;
 pub mod past;
 
 use idgraph_log::Log;
@@ -22,6 +23,7 @@ use idgraph_query::history::{
 use idgraph_query::{Answer, Explanation, IdentityOp, IdentityQuery, MpidSource, Resolver, World};
 
 pub use self::explain::EntryExplanation;
+pub use self::graph::{IdentityNeighbours, Neighbourhood, NeighbourhoodLimits};
 use crate::whatif::{ConfigChanges, WhatIfReport};
 use crate::{EngineError, Workspace};
 

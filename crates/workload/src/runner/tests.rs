@@ -172,10 +172,16 @@ fn a_report_lines_up_under_its_header() {
     let lines = workload(100);
     let target = Double::new(&lines, true);
     let stats = check_run(&lines, &target, RunOptions { clients: 1, pipeline: 1 });
-    let resources = Resources { cpu_seconds: Some(0.5), ..Resources::default() };
+    let resources = Resources {
+        cpu_seconds: Some(0.5),
+        server_cpu_seconds: Some(0.25),
+        ..Resources::default()
+    };
     let report = Report { name: "double, 1 clients".into(), stats, resources };
     assert_eq!(report.row().len(), Report::HEADER.len());
     assert_eq!(report.cpu_us_per_request(), Some(5_000.0));
+    assert_eq!(report.server_cpu_us_per_request(), Some(2_500.0));
+    assert!(report.row().contains(" 2500.0 "), "{}", report.row());
     let json = report.json();
     assert_eq!(json["requests"], 100);
     assert_eq!(json["cpu_us_per_request"], 5_000.0);

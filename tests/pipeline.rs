@@ -1,0 +1,140 @@
+//! The submission pipeline (`idgraph_engine::Pipeline`): requests from many threads decided in groups
+//! by one writer, each answered once its group is durable, the same answers as one-by-one handling,
+//! a full queue refused at once, and every queued request answered when the pipeline closes.
+
+use std::sync::Arc;
+
+use idgraph::engine::{Command, Engine, EngineError, Pipeline, RequestMeta};
+use idgraph::model::{Environment, Identity, IdentityType, Seq};
+use idgraph::projection::Projection;
+use idgraph::query::{Answer, IdentityOp, IdentityQuery, Strategy};
+use idgraph_test_support::{engine_config, in_memory_engine, meta, resolver_config};
+
+fn identify(device: &str, email: Option<&str>) -> Command {
+    let mut known_identities = vec![Identity::new(IdentityType::DeviceApplicationStamp, device)];
+    let op = match email {
+        Some(email) => {
+            known_identities.push(Identity::new(IdentityType::Email, email));
+            IdentityOp::Login
+        }
+        None => IdentityOp::Identify,
+    };
+    Command::Identity(IdentityQuery { op, known_identities, previous_mpid: None })
+}
+
+fn open(dir: &std::path::Path) -> Arc<Engine> {
+    let config = engine_config(resolver_config(Strategy::ProfileConversion));
+    Arc::new(Engine::open(dir, config).unwrap().0)
+}
+
+#[test]
+fn many_threads_get_durable_answers_decided_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let pipeline = Pipeline::start(Arc::clone(&engine), 4_096).unwrap();
+    let n_threads = 8;
+    let n_each = 300;
+    let answers: Vec<(String, Answer)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..n_threads)
+            .map(|thread| {
+                let pipeline = &pipeline;
+                scope.spawn(move || {
+                    let mut answers = Vec::new();
+                    for n in 0..n_each {
+                        let device = format!("d-{thread}-{n}");
+                        let email = format!("u{thread}-{n}@example.com");
+                        // An anonymous visit, then a login on the same device.
+                        for command in [identify(&device, None), identify(&device, Some(&email))] {
+                            let ticket = pipeline
+                                .submit(meta(Environment::Production, None), command)
+                                .unwrap();
+                            answers.push((device.clone(), ticket.wait().unwrap()));
+                        }
+                    }
+                    answers
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
+    });
+    pipeline.close();
+    // Every login converted its device's anonymous profile: both answers name the same MPID.
+    for pair in answers.chunks(2) {
+        let [(_, Answer::Resolved(visit)), (_, Answer::Resolved(login))] = pair else {
+            panic!("{pair:?}")
+        };
+        assert_eq!(visit.mpid, login.mpid, "{pair:?}");
+        assert!(login.is_logged_in);
+    }
+    let n_requests = (n_threads * n_each * 2) as u64;
+    assert_eq!(engine.log().last_seq(), Seq(n_requests));
+    // Durable before answered: a reopened log holds every entry, and folds to the live graph.
+    let live = engine.with_projection(|projection| projection.content_digest());
+    drop(engine);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.log().last_seq(), Seq(n_requests));
+    let mut replayed = Projection::new();
+    idgraph::engine::replay_into(reopened.log(), &mut replayed).unwrap();
+    assert_eq!(replayed.content_digest(), live);
+}
+
+#[test]
+fn a_full_queue_is_refused_at_once_and_the_rest_is_answered() {
+    let engine = Arc::new(in_memory_engine(resolver_config(Strategy::ProfileConversion)));
+    let pipeline = Pipeline::start(Arc::clone(&engine), 2).unwrap();
+    // While a reader holds the projection, the writer cannot decide: the queue fills.
+    let (tickets, n_overloaded) = engine.with_projection(|_| {
+        let mut tickets = Vec::new();
+        let mut n_overloaded = 0;
+        for n in 0..2_000 {
+            match pipeline
+                .submit(meta(Environment::Production, None), identify(&format!("d{n}"), None))
+            {
+                Ok(ticket) => tickets.push(ticket),
+                Err(EngineError::Overloaded { queue_capacity: 2 }) => n_overloaded += 1,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        (tickets, n_overloaded)
+    });
+    assert!(n_overloaded > 0, "a full queue refuses");
+    assert!(tickets.len() <= pipeline_group_bound(), "{} accepted", tickets.len());
+    let n_accepted = tickets.len() as u64;
+    for ticket in tickets {
+        assert!(matches!(ticket.wait(), Ok(Answer::Resolved(_))));
+    }
+    pipeline.close();
+    assert_eq!(engine.log().last_seq(), Seq(n_accepted));
+}
+
+/// What can be accepted while the writer is stuck: one group it took, and a full queue.
+fn pipeline_group_bound() -> usize {
+    idgraph::engine::pipeline::GROUP_REQUESTS_MAX + 2
+}
+
+#[test]
+fn closing_answers_every_queued_request() {
+    let engine = Arc::new(in_memory_engine(resolver_config(Strategy::ProfileConversion)));
+    let pipeline = Pipeline::start(Arc::clone(&engine), 10_000).unwrap();
+    let meta_of = || RequestMeta { request_id: None, ..meta(Environment::Production, None) };
+    let tickets: Vec<_> = (0..5_000)
+        .map(|n| pipeline.submit(meta_of(), identify(&format!("d{n}"), None)).unwrap())
+        .collect();
+    pipeline.close();
+    assert!(tickets.into_iter().all(|ticket| matches!(ticket.wait(), Ok(Answer::Resolved(_)))));
+    assert_eq!(engine.log().last_seq(), Seq(5_000));
+}
+
+#[test]
+fn a_closed_pipeline_refuses_and_closing_twice_is_harmless() {
+    let engine = Arc::new(in_memory_engine(resolver_config(Strategy::ProfileConversion)));
+    let pipeline = Pipeline::start(Arc::clone(&engine), 16).unwrap();
+    pipeline.close();
+    pipeline.close();
+    let err =
+        pipeline.submit(meta(Environment::Production, None), identify("d", None)).unwrap_err();
+    assert!(matches!(err, EngineError::Halted { .. }), "{err:?}");
+    drop(pipeline);
+    // The threads are gone: the engine is the caller's alone again.
+    assert_eq!(Arc::strong_count(&engine), 1);
+}
