@@ -11,5 +11,7 @@ if ! "$here/find-libclang.sh" >/dev/null; then
 fi
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# The end-to-end tests stop servers with kill(1), which minimal images leave out (procps).
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need_apt+=(procps)
 
 "$here/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
