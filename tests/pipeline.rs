@@ -138,3 +138,43 @@ fn a_closed_pipeline_refuses_and_closing_twice_is_harmless() {
     // The threads are gone: the engine is the caller's alone again.
     assert_eq!(Arc::strong_count(&engine), 1);
 }
+
+/// After a group's write fails, no later answer is given, even one that changed nothing (a repeat
+/// of a request whose entry never reached storage): it would name state a restart forgets.
+#[test]
+fn after_a_failed_write_no_answer_rests_on_what_was_lost() {
+    for round in 0..100 {
+        let (log, faults) = idgraph::log::Log::in_memory_with_faults();
+        let engine = Arc::new(
+            Engine::with_log(
+                log,
+                engine_config(resolver_config(Strategy::ProfileConversion)),
+                Box::new(idgraph_test_support::manual_clock(1_000)),
+                Box::new(idgraph_test_support::CountingMpids::default()),
+            )
+            .unwrap()
+            .0,
+        );
+        let pipeline = Pipeline::start(Arc::clone(&engine), 64).unwrap();
+        let first = pipeline.submit(meta(Environment::Production, None), identify("known", None));
+        assert!(first.unwrap().wait().is_ok());
+        let device = format!("lost-{round}");
+        let with_id = || meta(Environment::Production, Some("retry-1"));
+        // Group 1: a new profile, whose write fails. Group 2, decided while group 1 waits for its
+        // write: the same identify again and a retry of it by request_id, which change nothing
+        // and so wait for nothing durable. (Holding the projection keeps the writer from
+        // deciding, so that group 1 holds the first request alone.)
+        let (created, again, retried) = engine.with_projection(|_| {
+            let created = pipeline.submit(with_id(), identify(&device, None)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let again =
+                pipeline.submit(meta(Environment::Production, None), identify(&device, None));
+            let retried = pipeline.submit(with_id(), identify(&device, None)).unwrap();
+            faults.fail_writes();
+            (created, again.unwrap(), retried)
+        });
+        let answers = [created.wait(), again.wait(), retried.wait()];
+        assert!(answers.iter().all(Result::is_err), "round {round}: {answers:?}");
+        pipeline.close();
+    }
+}

@@ -37,7 +37,7 @@ pub(crate) fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let res = runtime.block_on(async move {
         let engine = idgraph_server::open_engine(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
@@ -52,7 +52,12 @@ pub(crate) fn run(
         outln!("listening on http://{address}");
         std::io::stdout().flush()?;
         idgraph_server::serve(config, engine, listener, idgraph_server::shutdown_signal()).await
-    })?;
+    });
+    // Dropping a runtime waits for every blocking task, and an engine call stuck past the
+    // shutdown deadline (or a long what-if) would then hold the process forever: `serve` has
+    // already synced the log and said why, so the runtime gets a moment, then is let go.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    res?;
     outln!("stopped");
     Ok(())
 }

@@ -106,18 +106,23 @@ impl Engine {
     /// Handles one request: decide, record, apply, answer.
     pub fn handle(&self, meta: &RequestMeta, command: Command) -> Result<Answer, EngineError> {
         let workspace = self.workspace_of(meta)?;
+        // A halted engine answers nothing, searches included: its projection may be ahead of the
+        // log.
+        self.check_poisoned()?;
         if let Command::Identity(query) = &command
             && query.op == IdentityOp::Search
         {
             return self.search(workspace, meta, query);
         }
-        self.check_poisoned()?;
         let mut state = self.write_state();
         let (answer, pending) = self.decide_and_apply(&mut state, workspace, meta, command)?;
         drop(state);
         if let Some(pending) = pending {
             self.log.wait(pending).map_err(|err| self.poison(err.into()))?;
         }
+        // An answer that waited for nothing durable (it changed nothing) stands only if the log
+        // did not fail meanwhile: it may rest on an entry that never reached storage.
+        self.check_poisoned()?;
         Ok(answer)
     }
 
@@ -178,13 +183,10 @@ impl Engine {
                 Ok((answer, pending)) => {
                     answers.push(Ok(answer));
                     if let Some(pending) = pending {
-                        let durability = match &last_pending {
-                            Some(last) if last.durability == Durability::Synced => {
-                                Durability::Synced
-                            }
-                            _ => pending.durability,
-                        };
-                        last_pending = Some(Pending { durability, ..pending });
+                        last_pending = Some(match last_pending {
+                            None => pending,
+                            Some(last) => covering(last, pending),
+                        });
                     }
                 }
                 Err(err) if !err.is_client_error() => {
@@ -202,10 +204,16 @@ impl Engine {
     /// failed). Entries are written in sequence order, so waiting for the last covers them all.
     pub(crate) fn complete(&self, decided: Decided) -> Vec<Result<Answer, EngineError>> {
         let Decided { mut answers, last_pending } = decided;
-        if let Some(pending) = last_pending
-            && let Err(err) = self.log.wait(pending)
-        {
-            let err = self.poison(err.into());
+        let waited = match last_pending {
+            Some(pending) => {
+                self.log.wait(pending).map(drop).map_err(|err| self.poison(err.into()))
+            }
+            None => Ok(()),
+        };
+        // A batch whose answers changed nothing waited for nothing durable; if the log failed
+        // meanwhile (an earlier batch's write), those answers may rest on entries that never
+        // reached storage, so they are not given either.
+        if let Err(err) = waited.and_then(|()| self.check_poisoned()) {
             for answer in &mut answers {
                 if answer.is_ok() {
                     *answer = Err(err.clone());
@@ -264,7 +272,13 @@ impl Engine {
                     .expect("only recorded requests are decided here");
                 match state.recent.get(&meta.workspace, request_id, request, now) {
                     Seen::New => Some((request_id, request)),
-                    Seen::Repeat(answer) => return Ok((answer.clone(), None)),
+                    // The first answer, released (like any answer) only once the entry that
+                    // recorded it is durable: it may still be waiting for its fsync.
+                    Seen::Repeat(answer, seq) => {
+                        let pending =
+                            Pending { first: seq, last: seq, durability: Durability::Synced };
+                        return Ok((answer.clone(), Some(pending)));
+                    }
                     Seen::Conflict(operation) => {
                         return Err(EngineError::RequestIdReused {
                             request_id: request_id.clone(),
@@ -325,6 +339,7 @@ impl Engine {
                 &meta.workspace,
                 request_id,
                 request,
+                pending.first,
                 entry.recorded_at,
                 answer.clone(),
             );
@@ -409,6 +424,19 @@ impl Engine {
     pub fn close(self) -> Result<(), EngineError> {
         Ok(self.log.close()?)
     }
+}
+
+/// One wait that covers both `a` and `b`: up to the later sequence, with the stronger durability
+/// (entries are written in sequence order, so waiting for the later covers the earlier).
+fn covering(a: Pending, b: Pending) -> Pending {
+    let strength = |durability| match durability {
+        Durability::Queued => 0,
+        Durability::Deferred => 1,
+        Durability::Synced => 2,
+    };
+    let durability =
+        if strength(a.durability) >= strength(b.durability) { a.durability } else { b.durability };
+    Pending { first: a.first.min(b.first), last: a.last.max(b.last), durability }
 }
 
 /// A batch decided, submitted and applied, whose answers wait for its entries to be durable.

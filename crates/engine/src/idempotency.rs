@@ -21,7 +21,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::{Hash, Hasher};
 
 use idgraph_log::Log;
-use idgraph_model::{Environment, Operation, Timestamp};
+use idgraph_model::{Environment, Operation, Seq, Timestamp};
 use idgraph_query::{Answer, IdentityOp};
 
 use crate::Command;
@@ -90,6 +90,9 @@ struct Remembered {
     key: Key,
     /// When it was recorded.
     time: Timestamp,
+    /// The sequence of the entry that recorded it: a repeat is answered only once that entry is
+    /// durable (its first answer may still be waiting for its fsync).
+    seq: Seq,
     /// What was asked.
     request: Fingerprint,
     answer: Answer,
@@ -100,8 +103,8 @@ struct Remembered {
 pub(crate) enum Seen<'a> {
     /// Not remembered within the window: decide the request.
     New,
-    /// The same request again: its first answer.
-    Repeat(&'a Answer),
+    /// The same request again: its first answer, and the entry that recorded it.
+    Repeat(&'a Answer, Seq),
     /// Another request under the same id: refuse it. The first request's operation.
     Conflict(&'static str),
 }
@@ -254,8 +257,11 @@ impl IdempotencyIndex {
         window_micros: i64,
     ) -> idgraph_log::Result<IdempotencyIndex> {
         let mut index = IdempotencyIndex::new(window_micros);
-        let from = log.seq_at(Timestamp(last_time.0.saturating_sub(window_micros)))?;
-        log.scan(from.next(), |_, entry| {
+        // The oldest entry still inside the window is recorded at `last_time - window` exactly
+        // (`expired` keeps it), so the scan starts after the last entry before that.
+        let from =
+            log.seq_at(Timestamp(last_time.0.saturating_sub(window_micros).saturating_sub(1)))?;
+        log.scan(from.next(), |seq, entry| {
             if let Some(request_id) = &entry.request.request_id {
                 let request =
                     index.fingerprint(entry.request.environment, &entry.request.operation);
@@ -263,6 +269,7 @@ impl IdempotencyIndex {
                     &entry.request.workspace,
                     request_id,
                     request,
+                    seq,
                     entry.recorded_at,
                     answer_of(&entry),
                 );
@@ -290,7 +297,7 @@ impl IdempotencyIndex {
         let found = table.find(hash, |r| r.key.parts() == (workspace, request_id));
         match found.filter(|r| !self.expired(r.time, now)) {
             None => Seen::New,
-            Some(r) if r.request == request => Seen::Repeat(&r.answer),
+            Some(r) if r.request == request => Seen::Repeat(&r.answer, r.seq),
             Some(r) => Seen::Conflict(r.request.operation),
         }
     }
@@ -306,6 +313,7 @@ impl IdempotencyIndex {
         workspace: &str,
         request_id: &str,
         request: Fingerprint,
+        seq: Seq,
         time: Timestamp,
         answer: Answer,
     ) {
@@ -342,7 +350,7 @@ impl IdempotencyIndex {
         self.scratch.push_str(request_id);
         let key = Key { joined: Arc::from(self.scratch.as_str()), workspace_len: workspace.len() };
         self.bytes += remembered_bytes(&key, &answer);
-        let remembered = Remembered { hash, key: key.clone(), time, request, answer };
+        let remembered = Remembered { hash, key: key.clone(), time, seq, request, answer };
         table.insert_unique(hash, remembered, |r| r.hash);
         self.order.push_back((time, hash, key));
     }
@@ -363,7 +371,7 @@ mod tests {
 
     fn mpid_of(seen: Seen<'_>) -> Option<Mpid> {
         match seen {
-            Seen::Repeat(Answer::Modified { mpid, .. }) => Some(*mpid),
+            Seen::Repeat(Answer::Modified { mpid, .. }, _) => Some(*mpid),
             _ => None,
         }
     }
@@ -375,8 +383,8 @@ mod tests {
     #[test]
     fn remembers_by_workspace_and_id_within_the_window() {
         let mut index = IdempotencyIndex::new(100);
-        index.insert("ab", "c", ASKED, Timestamp(0), answer(1));
-        index.insert("a", "bc", ASKED, Timestamp(10), answer(2));
+        index.insert("ab", "c", ASKED, Seq(1), Timestamp(0), answer(1));
+        index.insert("a", "bc", ASKED, Seq(1), Timestamp(10), answer(2));
         let at = |now| Timestamp(now);
         assert_eq!(mpid_of(index.get("ab", "c", ASKED, at(10))), Mpid::new(1));
         assert_eq!(mpid_of(index.get("a", "bc", ASKED, at(10))), Mpid::new(2), "the split matters");
@@ -385,10 +393,10 @@ mod tests {
         assert!(index.get("ab", "c", ASKED, at(101)).is_new());
         assert_eq!(mpid_of(index.get("a", "bc", ASKED, at(101))), Mpid::new(2));
         // An insert forgets the expired one.
-        index.insert("x", "y", ASKED, Timestamp(105), answer(3));
+        index.insert("x", "y", ASKED, Seq(1), Timestamp(105), answer(3));
         assert_eq!(n_remembered(&index), 2);
         assert_eq!(mpid_of(index.get("x", "y", ASKED, at(105))), Mpid::new(3));
-        index.insert("late", "y", ASKED, Timestamp(1_000), answer(7));
+        index.insert("late", "y", ASKED, Seq(1), Timestamp(1_000), answer(7));
         assert!(index.get("x", "y", ASKED, at(1_000)).is_new());
         assert!(index.get("a", "bc", ASKED, at(1_000)).is_new());
         assert_eq!(n_remembered(&index), 1);
@@ -398,15 +406,15 @@ mod tests {
     fn an_expired_id_remembered_again_keeps_its_new_answer() {
         let mut index = IdempotencyIndex::new(100);
         for n in 0..EXPIRED_DROPPED_PER_INSERT {
-            index.insert("w", &format!("old-{n}"), ASKED, Timestamp(0), answer(1));
+            index.insert("w", &format!("old-{n}"), ASKED, Seq(1), Timestamp(0), answer(1));
         }
-        index.insert("w", "again", ASKED, Timestamp(1), answer(2));
+        index.insert("w", "again", ASKED, Seq(1), Timestamp(1), answer(2));
         // At 200 everything has expired; the insert forgets the oldest few, not "again" yet, which
         // is then remembered anew.
-        index.insert("w", "again", ASKED, Timestamp(200), answer(3));
+        index.insert("w", "again", ASKED, Seq(1), Timestamp(200), answer(3));
         assert_eq!(mpid_of(index.get("w", "again", ASKED, Timestamp(200))), Mpid::new(3));
         // Its first place in the expiry queue comes up next: it must not forget the new answer.
-        index.insert("w", "other", ASKED, Timestamp(210), answer(4));
+        index.insert("w", "other", ASKED, Seq(1), Timestamp(210), answer(4));
         assert_eq!(mpid_of(index.get("w", "again", ASKED, Timestamp(210))), Mpid::new(3));
         assert_eq!(n_remembered(&index), 2);
     }
@@ -415,7 +423,14 @@ mod tests {
     fn many_ids_spread_over_the_tables_are_all_found_and_expire_a_few_at_a_time() {
         let mut index = IdempotencyIndex::new(1_000);
         for n in 0..50_000 {
-            index.insert("w", &format!("request-{n}"), ASKED, Timestamp(n / 100), answer(n + 1));
+            index.insert(
+                "w",
+                &format!("request-{n}"),
+                ASKED,
+                Seq(1),
+                Timestamp(n / 100),
+                answer(n + 1),
+            );
         }
         let now = Timestamp(499);
         for n in (0..50_000).step_by(7) {
@@ -430,11 +445,11 @@ mod tests {
         // few of them (the engine never stalls to forget them all) until none is left.
         let now = Timestamp(100_000);
         assert!(index.get("w", "request-49999", ASKED, now).is_new());
-        index.insert("w", "late-0", ASKED, now, answer(1));
+        index.insert("w", "late-0", ASKED, Seq(1), now, answer(1));
         assert_eq!(n_remembered(&index), 50_000 - EXPIRED_DROPPED_PER_INSERT + 1);
         let mut n_inserts = 1;
         while index.order.front().is_some_and(|(time, ..)| time.0 < 99_000) {
-            index.insert("w", &format!("late-{n_inserts}"), ASKED, now, answer(1));
+            index.insert("w", &format!("late-{n_inserts}"), ASKED, Seq(1), now, answer(1));
             n_inserts += 1;
         }
         assert_eq!(n_remembered(&index), n_inserts);
@@ -458,7 +473,7 @@ mod tests {
         let prod = Environment::Production;
         let identify =
             index.fingerprint_command(prod, &query(IdentityOp::Identify, "a@b.c")).unwrap();
-        index.insert("w", "id-1", identify, Timestamp(0), answer(1));
+        index.insert("w", "id-1", identify, Seq(1), Timestamp(0), answer(1));
         assert_eq!(mpid_of(index.get("w", "id-1", identify, Timestamp(5))), Mpid::new(1));
         // Another operation, other identities, another environment: each a conflict naming the first.
         let login = index.fingerprint_command(prod, &query(IdentityOp::Login, "a@b.c")).unwrap();
@@ -524,7 +539,14 @@ mod tests {
         index.bytes_max = 64 * 1024;
         let long_id = "x".repeat(REQUEST_ID_BYTES_MAX - 8);
         for n in 0..10_000 {
-            index.insert("w", &format!("{n:08}{long_id}"), ASKED, Timestamp(n), answer(n + 1));
+            index.insert(
+                "w",
+                &format!("{n:08}{long_id}"),
+                ASKED,
+                Seq(1),
+                Timestamp(n),
+                answer(n + 1),
+            );
             assert!(index.bytes <= index.bytes_max + 1024, "{} bytes after {n}", index.bytes);
         }
         let n_kept = n_remembered(&index);

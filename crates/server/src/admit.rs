@@ -118,7 +118,8 @@ impl<A: Access> Caller<A> {
     /// `render`'s (which answers [`ApiError::unexpected`] for an answer of the wrong kind), echoes
     /// the request's id. A command that records goes to the engine's submission pipeline and is
     /// awaited there (no thread hand-off per request; a full queue is 503 with `Retry-After`); a
-    /// search, which records nothing, reads the projection right here (a read lock, microseconds).
+    /// search, which records nothing, reads the projection on the blocking pool: its read lock
+    /// waits while the writer decides a group, which must not hold an async worker.
     pub(crate) async fn run(
         &self,
         state: &AppState,
@@ -130,7 +131,7 @@ impl<A: Access> Caller<A> {
         let is_search =
             matches!(&command, Command::Identity(query) if query.op == IdentityOp::Search);
         let res = if is_search {
-            state.engine.handle(&meta, command).map_err(ApiError::from)
+            blocking(state, move |engine| Ok(engine.handle(&meta, command)?)).await
         } else {
             match state.pipeline.submit(meta, command) {
                 Ok(ticket) => ticket.await.map_err(ApiError::from),
@@ -277,7 +278,6 @@ fn admit<'s>(
         headers,
         method: method.as_str(),
         path_and_query: uri.path_and_query().map(|pq| pq.as_str()).unwrap_or(uri.path()),
-        path: uri.path(),
         body,
         key_in_path,
     };

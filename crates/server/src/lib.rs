@@ -10,8 +10,8 @@
 //! - Requests that record go to the engine's submission pipeline (`idgraph_engine::Pipeline`):
 //!   the handler awaits its ticket, and one writer thread decides whatever is queued as a group,
 //!   so there is no thread hand-off or condition variable per request; a full queue is 503 with
-//!   `Retry-After`. A search reads the projection on the async worker (a read lock, microseconds).
-//!   Audit and the change feed read storage, so they run on tokio's blocking pool.
+//!   `Retry-After`. A search (a read lock on the projection), audit and the change feed run on
+//!   tokio's blocking pool.
 //! - Every error is an IDSync-shaped JSON body with a 4xx/5xx status; handlers never panic on
 //!   input. What a handler does not answer (axum's and tower-http's own refusals) is turned into
 //!   one by `wire::json_errors`.

@@ -171,6 +171,9 @@ fn connect<'s>(
         let opened = TcpStream::connect(http.address)?;
         opened.set_nodelay(true)?;
         opened.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
+        // A pipelined chunk is written whole before its responses are read: should both sides'
+        // buffers fill, the write must fail rather than block forever.
+        opened.set_write_timeout(Some(RESPONSE_TIMEOUT))?;
         *stream = Some(BufReader::with_capacity(64 * 1024, opened));
     }
     Ok(stream.as_mut().expect("just opened"))
