@@ -11,7 +11,9 @@ use idgraph::model::{
 use idgraph::query::{
     Answer, ErrorCode, IdentityOp, IdentityQuery, ResolvedAnswer, ResolverConfig, Strategy,
 };
-use idgraph_test_support::{CountingMpids, engine_config, manual_clock, meta, resolver_config};
+use idgraph_test_support::{
+    CountingMpids, engine_config, in_memory_engine, manual_clock, meta, resolver_config,
+};
 
 /// The seed document's priority (customer ID, email, username, phone number, device stamp) under
 /// Profile Conversion.
@@ -162,11 +164,7 @@ fn a_repeated_request_id_gets_the_first_answer_and_appends_nothing_even_after_re
 
 #[test]
 fn environments_and_scopes_are_separate_worlds() {
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = resolved(engine.handle(
         &meta(Environment::Production, None),
         query(IdentityOp::Identify, &[DAS, EMAIL], None),
@@ -202,11 +200,7 @@ fn environments_and_scopes_are_separate_worlds() {
 
 #[test]
 fn blocked_placeholder_values_never_link_profiles() {
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = meta(Environment::Production, None);
     // Two different devices both send the junk email "undefined": they must not share a profile.
     let a = resolved(engine.handle(
@@ -261,8 +255,7 @@ fn a_profile_gains_at_most_the_configured_values_per_type() {
     )
     .unwrap();
     resolver.guardrails.identities_per_type_max = 3;
-    let engine =
-        Engine::in_memory(engine_config(resolver), clock(), Box::new(CountingMpids::default()));
+    let engine = in_memory_engine(resolver);
     let prod = meta(Environment::Production, None);
     let device = (IdentityType::IosIdfv, "shared-kiosk");
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[device], None)));
@@ -344,11 +337,7 @@ fn history_and_explain_of_the_signup_flow() {
     use idgraph::query::history::ProfileHistoryBuilder;
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = meta(Environment::Production, Some("r1"));
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     resolved(engine.handle(
@@ -474,11 +463,7 @@ fn admin_split_and_detach_are_recorded_and_replay_to_the_same_graph() {
 #[test]
 fn what_if_profile_link_instead_of_conversion_on_the_signup_flow() {
     use idgraph::engine::whatif::what_if;
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = meta(Environment::Production, None);
     let first = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], Some(first.mpid))));
@@ -515,11 +500,7 @@ fn as_of_every_sequence_equals_a_fold_up_to_it() {
     use idgraph::projection::Projection;
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = meta(Environment::Production, None);
     for n in 0..40 {
         let device = (IdentityType::DeviceApplicationStamp, format!("d{}", n % 7));
@@ -567,11 +548,7 @@ fn indexed_as_of_equals_a_full_fold_at_every_sequence_of_a_generated_workload() 
     use idgraph_workload::{Generator, WorkloadSpec};
     use std::ops::ControlFlow;
 
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let spec = WorkloadSpec { seed: 5, requests: 1_500, users: 150, ..WorkloadSpec::default() };
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for (n, request) in Generator::new(&spec).unwrap().enumerate() {
@@ -684,11 +661,7 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
         _ => None,
     };
 
-    let one_by_one = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let one_by_one = in_memory_engine(signup_config());
     let mut expected = Vec::new();
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     for request in &requests {
@@ -702,11 +675,7 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
         expected.push(answer);
     }
 
-    let batched = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let batched = in_memory_engine(signup_config());
     let mut got: Vec<Result<Answer, EngineError>> = Vec::new();
     let mut answers: Vec<Option<Mpid>> = Vec::new();
     let mut next = 0;
@@ -756,11 +725,7 @@ fn a_batch_is_handled_like_its_requests_one_by_one() {
 
 #[test]
 fn a_request_id_reused_for_another_request_is_refused_and_records_nothing() {
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let with_id = meta(Environment::Production, Some("req-1"));
     let first = resolved(engine.handle(&with_id, query(IdentityOp::Identify, &[DAS], None)));
     // A retry of the same request gets the same answer and records nothing.
@@ -794,11 +759,7 @@ fn a_request_id_reused_for_another_request_is_refused_and_records_nothing() {
 
 #[test]
 fn an_overlong_request_id_is_refused() {
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let long = "r".repeat(129);
     let err = engine
         .handle(
@@ -820,11 +781,7 @@ fn an_overlong_request_id_is_refused() {
 
 #[test]
 fn a_modify_cannot_exceed_the_per_type_identity_cap() {
-    let engine = Engine::in_memory(
-        engine_config(signup_config()),
-        clock(),
-        Box::new(CountingMpids::default()),
-    );
+    let engine = in_memory_engine(signup_config());
     let prod = meta(Environment::Production, None);
     let profile = resolved(engine.handle(&prod, query(IdentityOp::Identify, &[DAS], None)));
     let add = |value: String| idgraph::model::IdentityChange {

@@ -68,7 +68,8 @@ fn many_threads_get_durable_answers_decided_in_groups() {
     }
     let n_requests = (n_threads * n_each * 2) as u64;
     assert_eq!(engine.log().last_seq(), Seq(n_requests));
-    // Durable before answered: a reopened log holds every entry, and folds to the live graph.
+    // Every answered request is in the log: reopened, it holds every entry and folds to the live
+    // graph. (That no answer comes before its entry is durable is the fault test below.)
     let live = engine.with_projection(|projection| projection.content_digest());
     drop(engine);
     let reopened = open(dir.path());

@@ -246,17 +246,6 @@ impl Storage for RocksStorage {
         iter.status().map_err(storage_error)
     }
 
-    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
-        // The `index` memtable (a hash of skip lists) cannot seek backwards: walk the subject's
-        // keys forward up to `up_to` and keep the last.
-        let mut last = None;
-        self.index_scan(key, up_to, &mut |seq| {
-            last = Some(seq);
-            ControlFlow::Continue(())
-        })?;
-        Ok(last)
-    }
-
     fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError> {
         let found = self.db.get_cf(self.cf(CF_INDEX), key.stored(seq)).map_err(storage_error)?;
         Ok(found.is_some())

@@ -409,15 +409,6 @@ impl Storage for SimStorage {
         Ok(state.index().contains(&key.stored(seq)))
     }
 
-    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
-        let mut last = None;
-        self.index_scan(key, up_to, &mut |seq| {
-            last = Some(seq);
-            ControlFlow::Continue(())
-        })?;
-        Ok(last)
-    }
-
     fn index_complete(&self) -> Result<bool, StorageError> {
         // Every record is written with its index keys.
         Ok(true)

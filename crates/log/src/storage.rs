@@ -68,8 +68,17 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
     /// Whether the index holds `key` for entry `seq`.
     fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError>;
 
-    /// The last sequence indexed under `key` at or before `up_to`.
-    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError>;
+    /// The last sequence indexed under `key` at or before `up_to`. By default a forward walk of
+    /// the subject's keys keeping the last (RocksDB's `index` memtable, a hash of skip lists,
+    /// cannot seek backwards); a storage that can seek backwards overrides it.
+    fn index_last(&self, key: IndexKey, up_to: Seq) -> Result<Option<Seq>, StorageError> {
+        let mut last = None;
+        self.index_scan(key, up_to, &mut |seq| {
+            last = Some(seq);
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(last)
+    }
 
     /// Whether the indexes cover every stored entry (false for a database written before they
     /// existed, until [`Storage::index_backfill`] has run).
