@@ -30,35 +30,52 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/log/tests/fixtures")
 }
 
-/// A log whose stored records are the committed golden records: the golden entries are appended
-/// (which gives the in-memory log its sequences and indexes), then every record is replaced by the
-/// fixture's bytes.
+fn golden_entry_list() -> Vec<Entry> {
+    golden_entries().into_iter().map(|golden| golden.entry).collect()
+}
+
+fn read_fixture(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// A log whose stored record is the committed golden commit group: the golden entries are appended
+/// in one batch (one group, which gives the in-memory log its sequences), then the record is
+/// replaced by the fixture's bytes.
 fn golden_log() -> Log {
-    let entries: Vec<Entry> = golden_entries().into_iter().map(|golden| golden.entry).collect();
     let log = Log::in_memory();
-    log.append_batch(&entries, Durability::Synced).unwrap();
-    let dir = fixtures_dir().join("records-v1");
+    log.append_batch(&golden_entry_list(), Durability::Synced).unwrap();
+    let group = read_fixture(&fixtures_dir().join("records-v2/group.bin"));
+    log.overwrite_record_for_tests(Seq(1), &group).unwrap();
+    log
+}
+
+/// A log written by a build before commit groups: format 1 on disk, upgraded on open, each record
+/// then replaced by the committed format-1 fixture's bytes.
+fn golden_format_1_log(dir: &Path) -> Log {
+    Log::create_format_1_for_tests(dir, &golden_entry_list()).unwrap();
+    let log = Log::open(dir).unwrap();
+    let records = fixtures_dir().join("records-v1");
     for (idx, golden) in golden_entries().iter().enumerate() {
         let seq = Seq(idx as u64 + 1);
-        let path = dir.join(format!("{:02}-{}.bin", seq.0, golden.name));
-        let record = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let record = read_fixture(&records.join(format!("{:02}-{}.bin", seq.0, golden.name)));
         log.overwrite_record_for_tests(seq, &record).unwrap();
     }
     log
 }
 
-/// The snapshot fixture of a format: named after the snapshot's magic (its first 8 bytes).
-fn snapshot_path(snapshot: &[u8]) -> PathBuf {
-    let magic = String::from_utf8_lossy(snapshot.get(..8).expect("a snapshot has a magic"));
-    fixtures_dir().join(format!("snapshot-{}.bin", magic.to_lowercase()))
+/// Format-1 records fold to the same graph as the group of this build: the same snapshot bytes.
+#[test]
+fn a_format_1_log_folds_to_the_golden_snapshot_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = fold(&golden_format_1_log(dir.path()));
+    let new = fold(&golden_log());
+    assert_eq!(old.to_snapshot(), new.to_snapshot());
+    assert_eq!(old.running_digest(), RUNNING_DIGEST);
 }
 
-#[test]
-fn the_golden_log_folds_to_the_golden_snapshot_and_loads_to_known_digests() {
-    let log = golden_log();
+/// Reads the log back through the public API with both decoders and folds it.
+fn fold(log: &Log) -> Projection {
     assert_eq!(log.verify().unwrap().n_entries, golden_entries().len() as u64);
-
-    // Read the committed records back through the public API, both decoders.
     let mut projection = Projection::new();
     let expected = golden_entries();
     log.scan(Seq::ZERO, |seq, entry| {
@@ -73,6 +90,20 @@ fn the_golden_log_folds_to_the_golden_snapshot_and_loads_to_known_digests() {
         ControlFlow::Continue(())
     })
     .unwrap();
+    projection
+}
+
+/// The snapshot fixture of a format: named after the snapshot's magic (its first 8 bytes).
+fn snapshot_path(snapshot: &[u8]) -> PathBuf {
+    let magic = String::from_utf8_lossy(snapshot.get(..8).expect("a snapshot has a magic"));
+    fixtures_dir().join(format!("snapshot-{}.bin", magic.to_lowercase()))
+}
+
+#[test]
+fn the_golden_log_folds_to_the_golden_snapshot_and_loads_to_known_digests() {
+    let log = golden_log();
+    let projection = fold(&log);
+    let expected = golden_entries();
     let (diagnostics, n_diagnostics) = projection.diagnostics();
     assert_eq!(n_diagnostics, 0, "the golden log is coherent: {diagnostics:?}");
     assert_eq!(projection.last_seq(), Seq(expected.len() as u64));

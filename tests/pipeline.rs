@@ -57,7 +57,18 @@ fn many_threads_get_durable_answers_decided_in_groups() {
             .collect();
         threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
     });
+    // The indexer follows the log on its own thread: with no reader asking, it catches up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while engine.log().indexed_seq() < engine.log().last_seq() {
+        assert!(std::time::Instant::now() < deadline, "the indexer did not catch up");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     pipeline.close();
+    let stats = engine.log().stats();
+    assert!(
+        stats.n_writes < stats.n_entries_written,
+        "commit groups of several entries: {stats:?}"
+    );
     // Every login converted its device's anonymous profile: both answers name the same MPID.
     for pair in answers.chunks(2) {
         let [(_, Answer::Resolved(visit)), (_, Answer::Resolved(login))] = pair else {

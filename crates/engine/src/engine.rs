@@ -37,6 +37,9 @@ pub struct Engine {
 struct State {
     projection: Projection,
     recent: IdempotencyIndex,
+    /// The last entry that changed the graph: what a search must see durable before answering
+    /// (entries that changed nothing cannot change a search's answer).
+    last_change: Seq,
 }
 
 struct MpidCell(Mutex<Box<dyn MpidSource + Send>>);
@@ -93,7 +96,8 @@ impl Engine {
         )?;
         let engine = Engine {
             log,
-            state: RwLock::new(State { projection, recent }),
+            // Everything loaded was found on disk: durable.
+            state: RwLock::new(State { projection, recent, last_change: Seq::ZERO }),
             workspaces,
             config,
             clock,
@@ -250,6 +254,16 @@ impl Engine {
         // Search draws no MPID and records nothing.
         let decision =
             resolver.identity(&world, query, state.projection.last_time(), &mut NoMpids)?;
+        let read_at = state.last_change;
+        drop(state);
+        // The projection may be ahead of the disk (a group decided, its fsync in flight): the
+        // answer is given only once every change it may have read is durable, like any other
+        // answer, so a search never names a profile a crash could take back.
+        if read_at > Seq::ZERO {
+            let pending = Pending { first: read_at, last: read_at, durability: Durability::Synced };
+            self.log.wait(pending).map_err(|err| self.poison(err.into()))?;
+        }
+        self.check_poisoned()?;
         Ok(decision.answer)
     }
 
@@ -332,6 +346,9 @@ impl Engine {
             .map_err(|err| self.poison(err.into()))?;
         if let Err(err) = state.projection.apply(pending.first, &entry) {
             return Err(self.poison(err.into()));
+        }
+        if durability == Durability::Synced {
+            state.last_change = pending.last;
         }
         let answer = answer_of(&entry);
         if let Some((request_id, request)) = remembered {

@@ -17,6 +17,9 @@
 //!   that changed nothing is held with its group too.
 //! - **Bounded memory**: the queue holds at most its capacity; a full queue is refused at once
 //!   ([`EngineError::Overloaded`]), never waited on, so a caller can answer 503 with `Retry-After`.
+//! - **Indexes off the write path**: no answer waits for the secondary indexes; the indexer follows
+//!   the log (`Log::catch_up_index`), and a reader of the indexes catches them up to what it asks
+//!   about first, so the lag is only ever visible as a number (`/metrics`, `/healthz`).
 //!
 //! The engine's existing entry points ([`Engine::handle`], [`Engine::handle_batch`]) still work
 //! alongside: they take the same lock.
@@ -105,17 +108,24 @@ impl Pipeline {
     pub fn start(engine: Arc<Engine>, capacity: usize) -> std::io::Result<Pipeline> {
         let (queue, submissions) = std::sync::mpsc::sync_channel(capacity.max(1));
         let (decided, to_complete) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT);
+        // One pending nudge is enough: the indexer catches up to whatever is stored by then.
+        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
+        let _ = nudge.try_send(()); // Catch up on what was stored before this start.
         let writer_engine = Arc::clone(&engine);
         let writer = std::thread::Builder::new()
             .name("idgraph-writer".into())
             .spawn(move || write_groups(&writer_engine, &submissions, &decided))?;
+        let indexer_engine = Arc::clone(&engine);
+        let indexer = std::thread::Builder::new()
+            .name("idgraph-indexer".into())
+            .spawn(move || index_behind(&indexer_engine, &nudged))?;
         let completer = std::thread::Builder::new()
             .name("idgraph-completer".into())
-            .spawn(move || complete_groups(&engine, &to_complete))?;
+            .spawn(move || complete_groups(&engine, &to_complete, &nudge))?;
         Ok(Pipeline {
             queue,
             closed: AtomicBool::new(false),
-            threads: Mutex::new(vec![writer, completer]),
+            threads: Mutex::new(vec![writer, completer, indexer]),
             capacity,
         })
     }
@@ -199,15 +209,29 @@ fn write_groups(
     }
 }
 
-/// The completer thread: waits for each group's durability and answers its tickets.
+/// The completer thread: waits for each group's durability, answers its tickets, and nudges the
+/// indexer. It stops when the writer does; dropping `nudge` then stops the indexer.
 fn complete_groups(
     engine: &Engine,
     to_complete: &Receiver<(Decided, Vec<oneshot::Sender<Reply>>)>,
+    nudge: &SyncSender<()>,
 ) {
     while let Ok((decided, replies)) = to_complete.recv() {
         for (reply, answer) in replies.into_iter().zip(engine.complete(decided)) {
             // A caller that stopped waiting (a client that hung up) drops its ticket: fine.
             let _ = reply.send(answer);
         }
+        // Full means a nudge is already pending: that one covers this group too.
+        let _ = nudge.try_send(());
+    }
+}
+
+/// The indexer thread: after each nudge, indexes every stored entry not indexed yet. A failure
+/// (a damaged record, say) leaves the lag visible; readers of the indexes meet the same error
+/// themselves, so nothing is answered from a half-built index.
+fn index_behind(engine: &Engine, nudged: &Receiver<()>) {
+    while nudged.recv().is_ok() {
+        let log = engine.log();
+        let _ = log.catch_up_index(log.last_seq());
     }
 }

@@ -1,33 +1,42 @@
-//! Record framing: every stored entry is wrapped in a 12-byte header that says how to read it and
+//! Record framing: every stored record is wrapped in a 12-byte header that says how to read it and
 //! lets a reader prove it is intact before decoding a single byte of it.
 //!
 //! ```text
 //! offset size field
-//!      0    1 format_version   1
+//!      0    1 format_version   1 = one entry (written before commit groups), 2 = a commit group
 //!      1    1 codec_id         1 = serde + bincode 2.0.1 (standard config, varint, little endian)
 //!      2    2 flags            0 (reserved; a reader rejects non-zero flags)
-//!      4    4 payload_len      u32 little endian (entries: at most ENTRY_PAYLOAD_BYTES_MAX)
+//!      4    4 payload_len      u32 little endian
 //!      8    4 crc32c           u32 little endian, CRC32C (Castagnoli) of
 //!                              payload ‖ seq as u64 little endian ‖ bytes 0..8 of this header
-//!     12    n payload          the encoded entry
+//!     12    n payload          version 1: the encoded entry; version 2: a group (`group.rs`)
 //! ```
 //!
-//! Covering the sequence number in the checksum means a record copied to the wrong key is caught
-//! as corruption, not served as another entry. See `docs/log-format.md`.
+//! `seq` is the record's key: the sequence of its (first) entry. Covering it in the checksum means
+//! a record copied to the wrong key is caught as corruption, not served as other entries. See
+//! `docs/log-format.md`.
 
 use idgraph_model::Seq;
 
-/// The format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The version of a record holding one entry: what builds before commit groups wrote. Still read,
+/// as a group of one.
+pub(crate) const VERSION_ENTRY: u8 = 1;
+/// The version of a record holding a commit group: what this build writes.
+pub(crate) const VERSION_GROUP: u8 = 2;
 /// Header length in bytes.
 pub(crate) const HEADER_LEN: usize = 12;
 
-/// Frames an encoded payload for storage at `seq`. `payload_crc` is `crc32c(payload)`, computed by
-/// the caller outside the writer lock.
-pub(crate) fn frame(seq: Seq, codec_id: u8, payload: &[u8], payload_crc: u32) -> Vec<u8> {
+/// Frames a payload of format `version` for storage at `seq`. `payload_crc` is `crc32c(payload)`.
+pub(crate) fn frame(
+    seq: Seq,
+    version: u8,
+    codec_id: u8,
+    payload: &[u8],
+    payload_crc: u32,
+) -> Vec<u8> {
     assert!(payload.len() <= u32::MAX as usize, "the length is framed as u32");
     let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
-    record.push(FORMAT_VERSION);
+    record.push(version);
     record.push(codec_id);
     record.extend_from_slice(&0u16.to_le_bytes());
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -50,7 +59,9 @@ pub(crate) enum FrameError {
     #[error("record is {n_bytes} bytes, shorter than its header")]
     TruncatedHeader { n_bytes: usize },
     /// The header names a format version this build does not read.
-    #[error("unsupported format version {version} (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "unsupported format version {version} (this build reads {VERSION_ENTRY} and {VERSION_GROUP})"
+    )]
     UnknownVersion { version: u8 },
     /// The reserved flags are not zero.
     #[error("reserved flags are set ({flags:#06x})")]
@@ -64,21 +75,24 @@ pub(crate) enum FrameError {
     /// The checksum (over payload, sequence and header) does not match.
     #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     BadChecksum { stored: u32, computed: u32 },
+    /// An intact group record whose table of entries does not describe its payload.
+    #[error("malformed commit group: {detail}")]
+    BadGroup { detail: String },
     /// An intact record, written with another codec than the reader expects.
     #[error("unknown codec id {codec_id} (expected {expected})")]
     UnknownCodec { codec_id: u8, expected: u8 },
 }
 
-/// Checks a stored record read back from `seq`, and returns its payload only if it is intact and
-/// was written with `codec_id`.
-pub(crate) fn verify(seq: Seq, record: &[u8], codec_id: u8) -> Result<&[u8], FrameError> {
+/// Checks a stored record read back from `seq`, and returns its format version and payload only if
+/// it is intact and was written with `codec_id`.
+pub(crate) fn verify(seq: Seq, record: &[u8], codec_id: u8) -> Result<(u8, &[u8]), FrameError> {
     let (header, payload) = record
         .split_at_checked(HEADER_LEN)
         .ok_or(FrameError::TruncatedHeader { n_bytes: record.len() })?;
     let [version, found_codec_id, flags0, flags1, l0, l1, l2, l3, c0, c1, c2, c3] = *header else {
         return Err(FrameError::TruncatedHeader { n_bytes: record.len() });
     };
-    if version != FORMAT_VERSION {
+    if version != VERSION_ENTRY && version != VERSION_GROUP {
         return Err(FrameError::UnknownVersion { version });
     }
     let flags = u16::from_le_bytes([flags0, flags1]);
@@ -105,7 +119,7 @@ pub(crate) fn verify(seq: Seq, record: &[u8], codec_id: u8) -> Result<&[u8], Fra
     if found_codec_id != codec_id {
         return Err(FrameError::UnknownCodec { codec_id: found_codec_id, expected: codec_id });
     }
-    Ok(payload)
+    Ok((version, payload))
 }
 
 #[cfg(test)]
@@ -115,7 +129,7 @@ mod tests {
     use super::*;
 
     fn framed(seq: u64, payload: &[u8]) -> Vec<u8> {
-        frame(Seq(seq), 1, payload, crc32c::crc32c(payload))
+        frame(Seq(seq), VERSION_ENTRY, 1, payload, crc32c::crc32c(payload))
     }
 
     #[test]
@@ -123,7 +137,7 @@ mod tests {
         let record = framed(7, b"abc");
         assert_eq!(&record[..8], &[1, 1, 0, 0, 3, 0, 0, 0]);
         assert_eq!(&record[12..], b"abc");
-        assert_eq!(verify(Seq(7), &record, 1).unwrap(), b"abc");
+        assert_eq!(verify(Seq(7), &record, 1).unwrap(), (VERSION_ENTRY, &b"abc"[..]));
         assert_eq!(
             verify(Seq(7), &record, 2).unwrap_err(),
             FrameError::UnknownCodec { codec_id: 1, expected: 2 }
@@ -159,10 +173,10 @@ mod tests {
     #[test]
     fn version_and_flags_are_checked_before_the_checksum() {
         let mut record = framed(3, b"abc");
-        record[0] = 2;
+        record[0] = 3;
         assert_eq!(
             verify(Seq(3), &record, 1).unwrap_err(),
-            FrameError::UnknownVersion { version: 2 }
+            FrameError::UnknownVersion { version: 3 }
         );
         let mut record = framed(3, b"abc");
         record[3] = 0x80;

@@ -1,9 +1,9 @@
 //! Secondary indexes over the log: which entries touched a profile, and which changed an identity.
 //!
 //! They let audit read only the entries that matter to a question ("MPID X as of sequence N",
-//! "who held `email=a@b.c`") instead of scanning or folding the whole log. Like the time index they
-//! are derived from the entries alone, written in the same atomic batch as the entries they point
-//! at (so they are never ahead or behind), and rebuilt from the entries when missing.
+//! "who held `email=a@b.c`") instead of scanning or folding the whole log. They are derived from the
+//! entries alone and written by the indexer (`indexer.rs`) behind the writer, off the write path:
+//! readers of the indexes first make sure they cover the sequence asked about.
 //!
 //! An index key is `kind ‖ subject ‖ sequence` (the sequence as u64 big endian), with an empty
 //! value; key order is subject order, then log order:
@@ -16,7 +16,7 @@
 //!   scope, any environment). The subject is a 128-bit XXH3 of scope, type and value, so keys
 //!   have a fixed size; readers confirm the match on the entry itself.
 
-use idgraph_model::{Entry, Event, Identity, Mpid, Seq};
+use idgraph_model::{Entry, EntryView, EventView, Identity, IdentityType, Mpid, Seq};
 use xxhash_rust::xxh3::Xxh3;
 
 /// The kind byte of profile-changed keys.
@@ -47,11 +47,15 @@ pub enum IndexKey {
 impl IndexKey {
     /// The key of `identity` in the identity scope `scope` (all environments).
     pub fn identity(scope: &str, identity: &Identity) -> IndexKey {
+        IndexKey::identity_of(scope, identity.identity_type, &identity.value)
+    }
+
+    fn identity_of(scope: &str, identity_type: IdentityType, value: &str) -> IndexKey {
         let mut hasher = Xxh3::new();
         hasher.update(&(scope.len() as u64).to_le_bytes());
         hasher.update(scope.as_bytes());
-        hasher.update(&[identity.identity_type.code()]);
-        hasher.update(identity.value.as_bytes());
+        hasher.update(&[identity_type.code()]);
+        hasher.update(value.as_bytes());
         IndexKey::Identity(hasher.digest128())
     }
 
@@ -99,16 +103,22 @@ impl Prefix {
 
 /// The index keys of one entry, sorted and without duplicates.
 pub fn index_keys(entry: &Entry) -> IndexKeys {
+    view_index_keys(&EntryView::from(entry))
+}
+
+/// [`index_keys`] of a borrowed entry: what the indexer computes, with no allocation per string.
+pub(crate) fn view_index_keys(entry: &EntryView<'_>) -> IndexKeys {
     let mut keys = IndexKeys::new();
     for event in &entry.events {
         match event {
-            Event::ProfileCreated { mpid } => keys.push(IndexKey::ProfileChanged(*mpid)),
-            Event::IdentityAttached { mpid, identity }
-            | Event::IdentityDetached { mpid, identity, .. } => {
+            EventView::ProfileCreated { mpid } => keys.push(IndexKey::ProfileChanged(*mpid)),
+            EventView::IdentityAttached { mpid, identity }
+            | EventView::IdentityDetached { mpid, identity, .. } => {
                 keys.push(IndexKey::ProfileChanged(*mpid));
-                keys.push(IndexKey::identity(&entry.request.scope, identity));
+                let scope = entry.request.scope;
+                keys.push(IndexKey::identity_of(scope, identity.identity_type, identity.value));
             }
-            Event::AliasRecorded { source, destination, .. } => {
+            EventView::AliasRecorded { source, destination, .. } => {
                 keys.push(IndexKey::ProfileChanged(*source));
                 keys.push(IndexKey::ProfileChanged(*destination));
             }

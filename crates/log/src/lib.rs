@@ -31,11 +31,11 @@
 //! - Limits are named in [`limits`].
 //!
 //! ## Where things are
-//! One job per file: `open.rs` (opening, the last record, the index backfill), `writer.rs`
-//! (sequencing, group commit, flush and sync, poisoning), `read.rs` (point reads, scans, the
-//! indexes), `verify.rs`, `snapshots.rs`; below them the storage seam (`storage.rs`) and its
-//! backends (`rocks.rs`, `memory.rs`); the record framing (`frame.rs`) and the entry codec
-//! (`codec.rs` and `codec/`). With the feature `test-support`, `sim` (`sim.rs`) is a simulated
+//! One job per file: `open.rs` (opening, the last record), `writer.rs` (sequencing, group commit,
+//! flush and sync, poisoning), `read.rs` (point reads, scans, the indexes), `indexer.rs` (writing
+//! the index keys behind the writer), `verify.rs`, `snapshots.rs`; below them the storage seam
+//! (`storage.rs`) and its backends (`rocks.rs`, `memory.rs`); the record framing (`frame.rs`), the
+//! commit-group record (`group.rs`) and the entry codec (`codec.rs` and `codec/`). With the feature `test-support`, `sim` (`sim.rs`) is a simulated
 //! disk with seeded faults, for the fault simulation (`docs/log-format.md`, "Faults").
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
@@ -45,7 +45,9 @@ mod error;
 mod frame;
 #[cfg(test)]
 mod golden;
+mod group;
 mod index;
+mod indexer;
 pub mod limits;
 mod memory;
 mod open;
@@ -133,6 +135,10 @@ pub struct Log {
     n_syncs: AtomicU64,
     n_entries_written: AtomicU64,
     batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len()],
+    /// The last sequence whose index keys are stored (`indexer.rs`).
+    indexed: AtomicU64,
+    /// Held by whoever is indexing: one indexer at a time.
+    indexer: Mutex<()>,
 }
 
 impl Log {
@@ -163,11 +169,35 @@ impl Log {
             .map_err(|err| Error::Storage { message: err.message })
     }
 
-    /// The framed bytes of record `seq` as stored, for tests that damage or pin them (feature
-    /// `test-support`).
+    /// The framed bytes of the record keyed `seq` (the commit group whose first entry is `seq`) as
+    /// stored, for tests that damage or pin them (feature `test-support`). `None` if no record
+    /// starts at `seq`.
     #[cfg(any(test, feature = "test-support"))]
     pub fn raw_record_for_tests(&self, seq: Seq) -> Result<Option<Vec<u8>>> {
-        self.storage.get(seq).map_err(|err| read_error(seq, err))
+        let found = self.storage.get(seq).map_err(|err| read_error(seq, err))?;
+        Ok(found.filter(|(key, _)| *key == seq).map(|(_, bytes)| bytes))
+    }
+
+    /// Creates, in the folder `path`, a log of format 1 (`idgraph-log/1`, one record per entry,
+    /// index keys written with the entries) holding `entries` from sequence 1, as a build before
+    /// commit groups wrote it: to test the upgrade on open (feature `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn create_format_1_for_tests(
+        path: impl AsRef<std::path::Path>,
+        entries: &[idgraph_model::Entry],
+    ) -> Result<()> {
+        let mut records = Vec::with_capacity(entries.len());
+        for (idx, entry) in entries.iter().enumerate() {
+            let seq = Seq(idx as u64 + 1);
+            let payload =
+                codec::encode(entry).map_err(|err| Error::Rejected { reason: err.to_string() })?;
+            let crc = crc32c::crc32c(&payload);
+            let bytes =
+                frame::frame(seq, frame::VERSION_ENTRY, codec::CODEC_BINCODE2_SERDE, &payload, crc);
+            records.push((seq, entry.recorded_at, bytes, index::index_keys(entry)));
+        }
+        rocks::RocksStorage::create_v1_for_tests(path.as_ref(), &records)
+            .map_err(|err| Error::Storage { message: err.message })
     }
 }
 

@@ -13,9 +13,10 @@ use crate::storage::{Storage, StorageError, StoredRecord};
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStorage {
-    /// Records in sequence order: `records[i]` holds sequence `i + 1`, so the vector is gap-free by
-    /// construction.
-    records: RwLock<Vec<(Timestamp, Vec<u8>)>>,
+    /// Records by key (the sequence of their first entry), with the time of their first entry.
+    records: RwLock<BTreeMap<Seq, (Timestamp, Vec<u8>)>>,
+    /// The last sequence whose index keys are stored.
+    indexed: RwLock<Seq>,
     /// Stored index keys (`crate::index`), in key order.
     index: RwLock<BTreeSet<Vec<u8>>>,
     /// Snapshots by the sequence they were taken at.
@@ -52,24 +53,19 @@ impl MemoryStorage {
         self.snapshots.write().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(Timestamp, Vec<u8>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Seq, (Timestamp, Vec<u8>)>> {
         self.records.read().unwrap_or_else(|poison| poison.into_inner())
     }
-}
-
-fn index_of(seq: Seq) -> Option<usize> {
-    usize::try_from(seq.0.checked_sub(1)?).ok()
 }
 
 impl Storage for MemoryStorage {
     fn write(&self, records: &[StoredRecord], _sync: bool) -> Result<(), StorageError> {
         self.check_faults()?;
         let mut stored = self.records.write().unwrap_or_else(|poison| poison.into_inner());
-        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
         for record in records {
-            assert_eq!(record.seq.0, stored.len() as u64 + 1, "the writer appends in sequence");
-            stored.push((record.recorded_at, record.bytes.clone()));
-            index.extend(record.index.iter().map(|key| key.stored(record.seq)));
+            let after_last = stored.last_key_value().is_none_or(|(key, _)| record.first > *key);
+            assert!(after_last, "the writer appends in sequence");
+            stored.insert(record.first, (record.first_time, record.bytes.clone()));
         }
         Ok(())
     }
@@ -78,13 +74,13 @@ impl Storage for MemoryStorage {
         self.check_faults()
     }
 
-    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(index_of(seq).and_then(|idx| self.read().get(idx).map(|(_, bytes)| bytes.clone())))
+    fn get(&self, seq: Seq) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
+        let records = self.read();
+        Ok(records.range(..=seq).next_back().map(|(key, (_, bytes))| (*key, bytes.clone())))
     }
 
     fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
-        let records = self.read();
-        Ok(records.last().map(|(_, bytes)| (Seq(records.len() as u64), bytes.clone())))
+        Ok(self.read().last_key_value().map(|(key, (_, bytes))| (*key, bytes.clone())))
     }
 
     fn scan(
@@ -93,18 +89,21 @@ impl Storage for MemoryStorage {
         visit: &mut dyn FnMut(Seq, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StorageError> {
         let records = self.read();
-        let start = index_of(from.max(Seq(1))).unwrap_or(usize::MAX);
-        for (idx, (_, bytes)) in records.iter().enumerate().skip(start) {
-            if visit(Seq(idx as u64 + 1), bytes).is_break() {
+        let start = records.range(..=from).next_back().map_or(from, |(key, _)| *key);
+        for (key, (_, bytes)) in records.range(start..) {
+            if visit(*key, bytes).is_break() {
                 break;
             }
         }
         Ok(())
     }
 
-    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
+    fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
+        // Times do not decrease along the keys: the last record at or before `time` is found by
+        // walking back from the end until one is.
         let records = self.read();
-        Ok(Seq(records.partition_point(|(recorded_at, _)| *recorded_at <= time) as u64))
+        let mut at = records.iter().rev().filter(|(_, (first_time, _))| *first_time <= time);
+        Ok(at.next().map_or(Seq::ZERO, |(key, _)| *key))
     }
 
     fn index_scan(
@@ -135,24 +134,15 @@ impl Storage for MemoryStorage {
         Ok(index.contains(&key.stored(seq)))
     }
 
-    fn index_complete(&self) -> Result<bool, StorageError> {
-        // Every record ever written here came with its index keys.
-        Ok(true)
-    }
-
-    fn index_backfill(
-        &self,
-        keys: &[(Seq, IndexKey)],
-        _covered: Seq,
-        _complete: bool,
-    ) -> Result<(), StorageError> {
+    fn index_write(&self, keys: &[(Seq, IndexKey)], covered: Seq) -> Result<(), StorageError> {
         let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
         index.extend(keys.iter().map(|(seq, key)| key.stored(*seq)));
+        *self.indexed.write().unwrap_or_else(|poison| poison.into_inner()) = covered;
         Ok(())
     }
 
-    fn index_backfilled(&self) -> Result<Seq, StorageError> {
-        Ok(Seq::ZERO)
+    fn indexed_seq(&self) -> Result<Seq, StorageError> {
+        Ok(*self.indexed.read().unwrap_or_else(|poison| poison.into_inner()))
     }
 
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
@@ -183,7 +173,7 @@ impl Storage for MemoryStorage {
     #[cfg(any(test, feature = "test-support"))]
     fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
         let mut records = self.records.write().unwrap_or_else(|poison| poison.into_inner());
-        let slot = index_of(seq).and_then(|idx| records.get_mut(idx));
+        let slot = records.get_mut(&seq);
         let slot = slot.ok_or_else(|| StorageError::io(format!("no record at {seq}")))?;
         slot.1 = bytes.to_vec();
         Ok(())

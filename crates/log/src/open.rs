@@ -1,18 +1,18 @@
 //! Opening a log: on RocksDB ([`Log::open`]) or in memory, finding and checking the last record
 //! (it gives the next sequence and the time the next entry may not precede), checking that the log
-//! starts at sequence 1, and indexing a database written before the secondary indexes existed.
+//! starts at sequence 1, and reading how far the secondary indexes go.
 
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex};
 
 use idgraph_model::{Seq, Timestamp};
 
-use crate::read::decode_record;
+use crate::group::Group;
+use crate::read::{decode_view, parse_group};
 use crate::storage::{Storage, StorageError};
 use crate::writer::WriterState;
-use crate::{Error, FaultSwitch, Log, Result, index, memory, read_error, rocks};
+use crate::{Error, FaultSwitch, Log, Result, memory, read_error, rocks};
 
 impl Log {
     /// Opens the log stored in the folder `path`, creating it if missing, and checks its last
@@ -47,14 +47,19 @@ impl Log {
         };
         let (last_seq, last_time) = match last {
             None => (Seq::ZERO, Timestamp(i64::MIN)),
-            Some((seq, bytes)) => (seq, decode_record(seq, &bytes)?.recorded_at),
+            Some((key, bytes)) => {
+                let group = parse_group(key, &bytes)?;
+                let (seq, payload) = group.entries().last().unwrap_or((key, &[]));
+                (seq, decode_view(seq, payload)?.recorded_at)
+            }
         };
-        if last_seq > Seq::ZERO && storage.get(Seq(1)).map_err(|e| read_error(Seq(1), e))?.is_none()
-        {
-            return Err(Error::Gap { missing: Seq(1) });
+        if last_seq > Seq::ZERO {
+            let first = storage.get(Seq(1)).map_err(|e| read_error(Seq(1), e))?;
+            if first.is_none_or(|(key, _)| key != Seq(1)) {
+                return Err(Error::Gap { missing: Seq(1) });
+            }
         }
-        backfill_index(storage.as_ref())?;
-        Ok(Log {
+        let log = Log {
             storage,
             writer: Mutex::new(WriterState::new(last_seq, last_time)),
             progress: Condvar::new(),
@@ -62,7 +67,13 @@ impl Log {
             n_syncs: AtomicU64::new(0),
             n_entries_written: AtomicU64::new(0),
             batch_sizes: Default::default(),
-        })
+            indexed: AtomicU64::new(0),
+            indexer: Mutex::new(()),
+        };
+        // The indexes are caught up behind the writer (by a background indexer, or by the first
+        // reader that needs them), not here: a damaged record must not keep the log from opening.
+        log.load_indexed_seq()?;
+        Ok(log)
     }
 }
 
@@ -72,7 +83,10 @@ impl Log {
 /// reads keep the storage's own checks, the records before the damage read and none after it does,
 /// so an exponential probe and a binary search find it in O(log n) reads.
 fn damaged_tail(storage: &dyn Storage, err: StorageError) -> Error {
-    let reads = |seq: u64| matches!(storage.get(Seq(seq)), Ok(Some(_)));
+    let reads = |seq: u64| match storage.get(Seq(seq)) {
+        Ok(Some((key, bytes))) => Group::parse(key, &bytes).is_ok_and(|g| g.last() >= Seq(seq)),
+        _ => false,
+    };
     // `lo` reads (0 stands for "before the log"), `hi` does not.
     let (mut lo, mut hi) = (0u64, 1u64);
     while hi < u64::MAX && reads(hi) {
@@ -99,45 +113,4 @@ fn damaged_tail(storage: &dyn Storage, err: StorageError) -> Error {
             err.message
         ),
     }
-}
-
-/// Entries per batch when indexing an older database.
-const BACKFILL_BATCH_ENTRIES: usize = 10_000;
-
-/// Indexes the entries of a database written before the secondary indexes existed (once; resumes
-/// where an interrupted run stopped).
-fn backfill_index(storage: &dyn Storage) -> Result<()> {
-    if storage.index_complete().map_err(|err| read_error(Seq::ZERO, err))? {
-        return Ok(());
-    }
-    let from = storage.index_backfilled().map_err(|err| read_error(Seq::ZERO, err))?.next();
-    let mut keys = Vec::new();
-    let (mut n_batched, mut covered) = (0, Seq::ZERO);
-    let mut failure = None;
-    storage
-        .scan(from, &mut |seq, bytes| {
-            let entry = match decode_record(seq, bytes) {
-                Ok(entry) => entry,
-                Err(err) => {
-                    failure = Some(err);
-                    return ControlFlow::Break(());
-                }
-            };
-            keys.extend(index::index_keys(&entry).into_iter().map(|key| (seq, key)));
-            (n_batched, covered) = (n_batched + 1, seq);
-            if n_batched == BACKFILL_BATCH_ENTRIES {
-                if let Err(err) = storage.index_backfill(&keys, covered, false) {
-                    failure = Some(read_error(seq, err));
-                    return ControlFlow::Break(());
-                }
-                keys.clear();
-                n_batched = 0;
-            }
-            ControlFlow::Continue(())
-        })
-        .map_err(|err| read_error(covered.next(), err))?;
-    if let Some(err) = failure {
-        return Err(err);
-    }
-    storage.index_backfill(&keys, covered, true).map_err(|err| read_error(covered, err))
 }

@@ -1,18 +1,22 @@
 //! The RocksDB backend: the only code in idgraph that touches the filesystem for the log.
 //!
-//! Layout, three column families in one database:
-//! - `entries`: key = sequence as u64 big endian (so key order is log order), value = framed record;
-//! - `time`: key = recorded time (i64 µs, sign bit flipped, big endian) ‖ sequence (u64 big endian),
-//!   value empty: the time → sequence index behind "as of 2026-05-01T12:00Z";
-//! - `meta`: `format` = the on-disk format name, checked on open;
+//! Layout, five column families in one database:
+//! - `entries`: key = the sequence of a record's first entry, u64 big endian (so key order is log
+//!   order), value = the framed record (a commit group, or one entry of an older log);
+//! - `time`: key = the recorded time of a record's first entry (i64 µs, sign bit flipped, big
+//!   endian) ‖ the record's key, value empty: the time → sequence index behind "as of
+//!   2026-05-01T12:00Z";
+//! - `meta`: `format` = the on-disk format name, checked on open (and upgraded from
+//!   `idgraph-log/1`); `indexed` = the last sequence whose index keys are stored;
 //! - `snapshots`: key = sequence (u64 big endian), value = a framed projection snapshot;
 //! - `index`: the secondary indexes of `crate::index` (profile → entries, identity → entries),
-//!   value empty. `meta` says whether they cover every entry (`index_complete`) or how far a
-//!   backfill of an older database got (`index_backfilled`).
+//!   value empty, written by the indexer behind the writer together with `indexed`.
 //!
-//! Every batch of records and its index keys go into one RocksDB `WriteBatch`, so they become
+//! A group commit's records and their time keys go into one RocksDB `WriteBatch`, so they become
 //! visible, and durable, together. A write with `sync` fsyncs the write-ahead log before returning;
-//! RocksDB syncs earlier unsynced WAL files too, so a synced record implies every earlier one.
+//! RocksDB syncs earlier unsynced WAL files too, so a synced record implies every earlier one. The
+//! indexer's writes come after the records they index in the write-ahead log, so recovery never
+//! keeps index keys without their entries.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -35,10 +39,16 @@ const CF_INDEX: &str = "index";
 /// Table block size of the `entries` column family: 64 KiB (RocksDB's default is 4 KiB).
 const ENTRIES_BLOCK_BYTES: usize = 64 * 1024;
 const META_FORMAT_KEY: &[u8] = b"format";
-const META_INDEX_COMPLETE_KEY: &[u8] = b"index_complete";
-const META_INDEX_BACKFILLED_KEY: &[u8] = b"index_backfilled";
+const META_INDEXED_KEY: &[u8] = b"indexed";
+/// Keys of format 1: whether the index was complete, how far a backfill of it got. Read once, when
+/// a format-1 database is upgraded.
+const META_V1_INDEX_COMPLETE_KEY: &[u8] = b"index_complete";
+const META_V1_INDEX_BACKFILLED_KEY: &[u8] = b"index_backfilled";
 /// The format name stored in `meta`. Bumped only with a change that an older build cannot read.
-pub(crate) const FORMAT_NAME: &[u8] = b"idgraph-log/1";
+pub(crate) const FORMAT_NAME: &[u8] = b"idgraph-log/2";
+/// The format this build upgrades on open: logs of one-entry records with their index keys
+/// written alongside.
+pub(crate) const FORMAT_NAME_V1: &[u8] = b"idgraph-log/1";
 
 #[derive(Debug)]
 pub(crate) struct RocksStorage {
@@ -121,42 +131,98 @@ impl RocksStorage {
 
     fn check_format(&self) -> Result<(), StorageError> {
         let meta = self.cf(CF_META);
-        match self.db.get_cf(meta, META_FORMAT_KEY).map_err(storage_error)? {
-            Some(found) if found == FORMAT_NAME => Ok(()),
+        let found = self.db.get_cf(meta, META_FORMAT_KEY).map_err(storage_error)?;
+        match found.as_deref() {
+            Some(FORMAT_NAME) => Ok(()),
+            Some(FORMAT_NAME_V1) => self.upgrade_from_v1(),
             Some(found) => Err(StorageError {
                 message: format!(
-                    "{} holds log format {:?}, this build reads {:?}",
+                    "{} holds log format {:?}; this build reads {:?} (and upgrades {:?}): run a \
+                     newer idgraph",
                     self.path.display(),
-                    String::from_utf8_lossy(&found),
-                    String::from_utf8_lossy(FORMAT_NAME)
+                    String::from_utf8_lossy(found),
+                    String::from_utf8_lossy(FORMAT_NAME),
+                    String::from_utf8_lossy(FORMAT_NAME_V1),
                 ),
                 corruption: false,
             }),
             None => {
-                let mut write_options = WriteOptions::default();
-                write_options.set_sync(true);
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, META_FORMAT_KEY, FORMAT_NAME);
-                // A new database: every entry will be written with its index keys.
-                if self.last()?.is_none() {
-                    batch.put_cf(meta, META_INDEX_COMPLETE_KEY, [1]);
-                }
-                self.db.write_opt(batch, &write_options).map_err(storage_error)
+                self.write_synced(batch)
             }
         }
+    }
+
+    /// Upgrades a format-1 database in place: its one-entry records stay as they are (they read as
+    /// groups of one) and so do their index keys; only `meta` changes, in one synced write, so an
+    /// interrupted upgrade leaves format 1 behind and is simply done again. An older build refuses
+    /// the upgraded database, naming both formats.
+    fn upgrade_from_v1(&self) -> Result<(), StorageError> {
+        let meta = self.cf(CF_META);
+        let complete =
+            self.db.get_cf(meta, META_V1_INDEX_COMPLETE_KEY).map_err(storage_error)?.is_some();
+        let indexed = if complete {
+            // Format 1 wrote one record per entry: the last key is the last sequence.
+            self.last()?.map_or(Seq::ZERO, |(seq, _)| seq)
+        } else {
+            match self.db.get_cf(meta, META_V1_INDEX_BACKFILLED_KEY).map_err(storage_error)? {
+                None => Seq::ZERO,
+                Some(bytes) => seq_from_key(&bytes)?,
+            }
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_INDEXED_KEY, indexed.0.to_be_bytes());
+        batch.delete_cf(meta, META_V1_INDEX_COMPLETE_KEY);
+        batch.delete_cf(meta, META_V1_INDEX_BACKFILLED_KEY);
+        batch.put_cf(meta, META_FORMAT_KEY, FORMAT_NAME);
+        self.write_synced(batch)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db.write_opt(batch, &write_options).map_err(storage_error)
+    }
+
+    /// Creates a format-1 database holding `records` (one framed entry each, keyed by sequence,
+    /// with their time and index keys), as a build before commit groups wrote it: for the tests of
+    /// the upgrade.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn create_v1_for_tests(
+        path: &Path,
+        records: &[(Seq, Timestamp, Vec<u8>, index::IndexKeys)],
+    ) -> Result<(), StorageError> {
+        let storage = RocksStorage::open(path)?;
+        let (entries, time, index, meta) = (
+            storage.cf(CF_ENTRIES),
+            storage.cf(CF_TIME),
+            storage.cf(CF_INDEX),
+            storage.cf(CF_META),
+        );
+        let mut batch = WriteBatch::default();
+        for (seq, recorded_at, bytes, keys) in records {
+            batch.put_cf(entries, seq.0.to_be_bytes(), bytes);
+            batch.put_cf(time, time_key(*recorded_at, *seq), []);
+            for key in keys {
+                batch.put_cf(index, key.stored(*seq), []);
+            }
+        }
+        batch.put_cf(meta, META_FORMAT_KEY, FORMAT_NAME_V1);
+        batch.put_cf(meta, META_V1_INDEX_COMPLETE_KEY, [1]);
+        batch.delete_cf(meta, META_INDEXED_KEY);
+        storage.write_synced(batch)?;
+        storage.close()
     }
 }
 
 impl Storage for RocksStorage {
     fn write(&self, records: &[StoredRecord], sync: bool) -> Result<(), StorageError> {
-        let (entries, time, index) = (self.cf(CF_ENTRIES), self.cf(CF_TIME), self.cf(CF_INDEX));
+        let (entries, time) = (self.cf(CF_ENTRIES), self.cf(CF_TIME));
         let mut batch = WriteBatch::default();
         for record in records {
-            batch.put_cf(entries, record.seq.0.to_be_bytes(), &record.bytes);
-            batch.put_cf(time, time_key(record.recorded_at, record.seq), []);
-            for key in &record.index {
-                batch.put_cf(index, key.stored(record.seq), []);
-            }
+            batch.put_cf(entries, record.first.0.to_be_bytes(), &record.bytes);
+            batch.put_cf(time, time_key(record.first_time, record.first), []);
         }
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
@@ -167,8 +233,13 @@ impl Storage for RocksStorage {
         self.db.flush_wal(true).map_err(storage_error)
     }
 
-    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
-        self.db.get_cf(self.cf(CF_ENTRIES), seq.0.to_be_bytes()).map_err(storage_error)
+    fn get(&self, seq: Seq) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_ENTRIES));
+        iter.seek_for_prev(seq.0.to_be_bytes());
+        match (iter.key(), iter.value()) {
+            (Some(key), Some(value)) => Ok(Some((seq_from_key(key)?, value.to_vec()))),
+            _ => iter.status().map(|()| None).map_err(storage_error),
+        }
     }
 
     fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
@@ -194,7 +265,12 @@ impl Storage for RocksStorage {
         // saves hashing every byte twice during replay. Point reads keep them.
         read_options.set_verify_checksums(false);
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_ENTRIES), read_options);
-        iter.seek(from.0.to_be_bytes());
+        // The record holding `from` starts at or before it.
+        iter.seek_for_prev(from.0.to_be_bytes());
+        if !iter.valid() {
+            iter.status().map_err(storage_error)?;
+            iter.seek(from.0.to_be_bytes());
+        }
         while iter.valid() {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
             if visit(seq_from_key(key)?, value).is_break() {
@@ -205,7 +281,7 @@ impl Storage for RocksStorage {
         iter.status().map_err(storage_error)
     }
 
-    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
+    fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         let bound = time_key(time, Seq(u64::MAX));
         let mut iter =
             self.db.iterator_cf(self.cf(CF_TIME), IteratorMode::From(&bound, Direction::Reverse));
@@ -251,36 +327,19 @@ impl Storage for RocksStorage {
         Ok(found.is_some())
     }
 
-    fn index_complete(&self) -> Result<bool, StorageError> {
-        let found =
-            self.db.get_cf(self.cf(CF_META), META_INDEX_COMPLETE_KEY).map_err(storage_error)?;
-        Ok(found.is_some())
-    }
-
-    fn index_backfill(
-        &self,
-        keys: &[(Seq, IndexKey)],
-        covered: Seq,
-        complete: bool,
-    ) -> Result<(), StorageError> {
+    fn index_write(&self, keys: &[(Seq, IndexKey)], covered: Seq) -> Result<(), StorageError> {
         let (index, meta) = (self.cf(CF_INDEX), self.cf(CF_META));
         let mut batch = WriteBatch::default();
         for (seq, key) in keys {
             batch.put_cf(index, key.stored(*seq), []);
         }
-        batch.put_cf(meta, META_INDEX_BACKFILLED_KEY, covered.0.to_be_bytes());
-        if complete {
-            batch.put_cf(meta, META_INDEX_COMPLETE_KEY, [1]);
-        }
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(complete);
-        self.db.write_opt(batch, &write_options).map_err(storage_error)
+        batch.put_cf(meta, META_INDEXED_KEY, covered.0.to_be_bytes());
+        // Derived data: a crash loses at most what the indexer redoes on the next open.
+        self.db.write(batch).map_err(storage_error)
     }
 
-    fn index_backfilled(&self) -> Result<Seq, StorageError> {
-        let found =
-            self.db.get_cf(self.cf(CF_META), META_INDEX_BACKFILLED_KEY).map_err(storage_error)?;
-        match found {
+    fn indexed_seq(&self) -> Result<Seq, StorageError> {
+        match self.db.get_cf(self.cf(CF_META), META_INDEXED_KEY).map_err(storage_error)? {
             None => Ok(Seq::ZERO),
             Some(bytes) => seq_from_key(&bytes),
         }

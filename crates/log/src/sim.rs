@@ -50,9 +50,8 @@ pub struct SimFaults {
 /// A record as the simulated disk holds it.
 #[derive(Debug, Clone)]
 struct SimRecord {
-    recorded_at: Timestamp,
+    first_time: Timestamp,
     bytes: Vec<u8>,
-    index: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -63,6 +62,10 @@ struct SimState {
     durable: BTreeMap<Seq, SimRecord>,
     /// Records written since the last sync; they shadow `durable`.
     volatile: BTreeMap<Seq, SimRecord>,
+    /// Stored index keys and the last sequence they cover: derived data, which a crash drops
+    /// whole (a storage may lose it; the log indexes again on open).
+    index: BTreeSet<Vec<u8>>,
+    indexed: Seq,
     snapshots: BTreeMap<Seq, Vec<u8>>,
     /// Write and sync calls so far (for [`SimFaults::crash_at_call`]).
     n_mutating_calls: u64,
@@ -82,9 +85,9 @@ pub struct SimStorage(Arc<Mutex<SimState>>);
 /// What [`SimStorage::crash`] left on the simulated disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrashReport {
-    /// The last sequence the disk holds (`Seq::ZERO` if none).
+    /// The last sequence the disk holds intact (`Seq::ZERO` if none).
     pub last_seq: Seq,
-    /// The sequence of the record the crash tore (its bytes cut short), if any.
+    /// The key (first sequence) of the record the crash tore (its bytes cut short), if any.
     pub torn: Option<Seq>,
     /// Whether what survived has holes (possible only after a lying sync).
     pub holes: bool,
@@ -98,6 +101,8 @@ impl SimStorage {
             faults,
             durable: BTreeMap::new(),
             volatile: BTreeMap::new(),
+            index: BTreeSet::new(),
+            indexed: Seq::ZERO,
             snapshots: BTreeMap::new(),
             n_mutating_calls: 0,
             dead: false,
@@ -137,7 +142,7 @@ impl SimStorage {
         let mut state = self.state();
         let volatile = std::mem::take(&mut state.volatile);
         let n_volatile = volatile.len() as u64;
-        let scatter = state.lied && state.chance(500);
+        let scatter = state.lied;
         let n_kept_prefix = state.below(n_volatile + 1);
         let mut kept = Vec::new();
         for (idx, (seq, record)) in volatile.into_iter().enumerate() {
@@ -155,11 +160,18 @@ impl SimStorage {
             torn = Some(*seq);
         }
         state.durable.extend(kept);
+        state.index.clear();
+        state.indexed = Seq::ZERO;
         state.dead = false;
         state.faults = SimFaults::default();
         state.injected.push(format!("crash: torn {torn:?}, scattered {scatter}"));
-        let last_seq = state.durable.keys().next_back().copied().unwrap_or(Seq::ZERO);
-        let holes = state.durable.len() as u64 != last_seq.0;
+        // Walk the records that read intact: each must start where the one before ended.
+        let (mut last_seq, mut holes) = (Seq::ZERO, false);
+        for (key, record) in &state.durable {
+            let Ok(group) = crate::group::Group::parse(*key, &record.bytes) else { break };
+            holes |= *key != last_seq.next();
+            last_seq = group.last();
+        }
         CrashReport { last_seq, torn, holes }
     }
 
@@ -202,19 +214,11 @@ impl SimState {
         self.faults.crash_at_call == Some(self.n_mutating_calls)
     }
 
-    fn visible(&self, seq: Seq) -> Option<&SimRecord> {
-        self.volatile.get(&seq).or_else(|| self.durable.get(&seq))
-    }
-
     fn visible_records(&self) -> BTreeMap<Seq, &SimRecord> {
         let mut all: BTreeMap<Seq, &SimRecord> =
             self.durable.iter().map(|(s, r)| (*s, r)).collect();
         all.extend(self.volatile.iter().map(|(s, r)| (*s, r)));
         all
-    }
-
-    fn index(&self) -> BTreeSet<Vec<u8>> {
-        self.visible_records().values().flat_map(|record| record.index.iter().cloned()).collect()
     }
 
     /// A record as a read returns it: maybe an I/O error, maybe with a bit flipped.
@@ -271,11 +275,7 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 }
 
 fn sim_record(record: &StoredRecord) -> SimRecord {
-    SimRecord {
-        recorded_at: record.recorded_at,
-        bytes: record.bytes.clone(),
-        index: record.index.iter().map(|key| key.stored(record.seq)).collect(),
-    }
+    SimRecord { first_time: record.first_time, bytes: record.bytes.clone() }
 }
 
 impl Storage for SimStorage {
@@ -291,7 +291,7 @@ impl Storage for SimStorage {
                 _ => records.len(),
             };
             for record in records.iter().take(n_written) {
-                state.volatile.insert(record.seq, sim_record(record));
+                state.volatile.insert(record.first, sim_record(record));
             }
             if stage == 3 && sync {
                 let _ = state.sync_volatile();
@@ -308,7 +308,7 @@ impl Storage for SimStorage {
         if state.chance(faults.write_error_per_mille) {
             let n_written = state.below(records.len() as u64) as usize;
             for record in records.iter().take(n_written) {
-                state.volatile.insert(record.seq, sim_record(record));
+                state.volatile.insert(record.first, sim_record(record));
             }
             return Err(state.fault(format!(
                 "injected write error (EIO) after {n_written} of {} records",
@@ -316,7 +316,7 @@ impl Storage for SimStorage {
             )));
         }
         for record in records {
-            state.volatile.insert(record.seq, sim_record(record));
+            state.volatile.insert(record.first, sim_record(record));
         }
         if sync { state.sync_volatile() } else { Ok(()) }
     }
@@ -334,13 +334,15 @@ impl Storage for SimStorage {
         state.sync_volatile()
     }
 
-    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
+    fn get(&self, seq: Seq) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
         let mut state = self.state();
         state.check_alive()?;
-        let Some(bytes) = state.visible(seq).map(|record| record.bytes.clone()) else {
+        let found =
+            state.visible_records().range(..=seq).next_back().map(|(k, r)| (*k, r.bytes.clone()));
+        let Some((key, bytes)) = found else {
             return Ok(None);
         };
-        state.read(seq, &bytes).map(Some)
+        state.read(key, &bytes).map(|bytes| Some((key, bytes)))
     }
 
     fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
@@ -363,7 +365,8 @@ impl Storage for SimStorage {
             let state = self.state();
             state.check_alive()?;
             let visible = state.visible_records();
-            visible.range(from..).map(|(seq, record)| (*seq, record.bytes.clone())).collect()
+            let start = visible.range(..=from).next_back().map_or(from, |(key, _)| *key);
+            visible.range(start..).map(|(seq, record)| (*seq, record.bytes.clone())).collect()
         };
         for (seq, bytes) in records {
             let bytes = self.state().read(seq, &bytes)?;
@@ -374,11 +377,11 @@ impl Storage for SimStorage {
         Ok(())
     }
 
-    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
+    fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         let state = self.state();
         state.check_alive()?;
         let visible = state.visible_records();
-        let at = visible.iter().filter(|(_, record)| record.recorded_at <= time).map(|(s, _)| *s);
+        let at = visible.iter().filter(|(_, record)| record.first_time <= time).map(|(s, _)| *s);
         Ok(at.max().unwrap_or(Seq::ZERO))
     }
 
@@ -391,7 +394,7 @@ impl Storage for SimStorage {
         let index = {
             let state = self.state();
             state.check_alive()?;
-            state.index()
+            state.index.clone()
         };
         for stored in index.range(key.stored(Seq::ZERO)..=key.stored(up_to)) {
             if let Some(seq) = index::seq_of_stored(stored)
@@ -406,25 +409,21 @@ impl Storage for SimStorage {
     fn index_contains(&self, key: IndexKey, seq: Seq) -> Result<bool, StorageError> {
         let state = self.state();
         state.check_alive()?;
-        Ok(state.index().contains(&key.stored(seq)))
+        Ok(state.index.contains(&key.stored(seq)))
     }
 
-    fn index_complete(&self) -> Result<bool, StorageError> {
-        // Every record is written with its index keys.
-        Ok(true)
-    }
-
-    fn index_backfill(
-        &self,
-        _keys: &[(Seq, IndexKey)],
-        _covered: Seq,
-        _complete: bool,
-    ) -> Result<(), StorageError> {
+    fn index_write(&self, keys: &[(Seq, IndexKey)], covered: Seq) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.check_alive()?;
+        state.index.extend(keys.iter().map(|(seq, key)| key.stored(*seq)));
+        state.indexed = covered;
         Ok(())
     }
 
-    fn index_backfilled(&self) -> Result<Seq, StorageError> {
-        Ok(Seq::ZERO)
+    fn indexed_seq(&self) -> Result<Seq, StorageError> {
+        let state = self.state();
+        state.check_alive()?;
+        Ok(state.indexed)
     }
 
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
@@ -460,7 +459,7 @@ impl Storage for SimStorage {
             Some(record) => Some(record),
             None => state.durable.get_mut(&seq),
         };
-        let record = record.ok_or_else(|| StorageError::io(format!("no record at {seq}")))?;
+        let record = record.ok_or_else(|| StorageError::io(format!("no record keyed {seq}")))?;
         record.bytes = bytes.to_vec();
         Ok(())
     }

@@ -16,7 +16,8 @@ impl Log {
     /// and checksummed like a record (codec id [`SNAPSHOT_CODEC_OPAQUE`]), and keeps only the newest
     /// `n_keep` snapshots. Snapshots are an optimisation: losing one never loses data.
     pub fn save_snapshot(&self, seq: Seq, bytes: &[u8], n_keep: usize) -> Result<()> {
-        let record = frame::frame(seq, SNAPSHOT_CODEC_OPAQUE, bytes, crc32c::crc32c(bytes));
+        let crc = crc32c::crc32c(bytes);
+        let record = frame::frame(seq, frame::VERSION_ENTRY, SNAPSHOT_CODEC_OPAQUE, bytes, crc);
         let storage_error = |err: StorageError| Error::Storage { message: err.message };
         self.storage.put_snapshot(seq, &record).map_err(storage_error)?;
         let seqs = self.storage.snapshot_seqs(Seq(u64::MAX)).map_err(storage_error)?;
@@ -38,8 +39,13 @@ impl Log {
         else {
             return Ok(None);
         };
-        let payload = frame::verify(seq, &record, SNAPSHOT_CODEC_OPAQUE)
-            .map_err(|err| Error::Corrupt { seq, detail: format!("snapshot: {err}") })?;
+        let corrupt =
+            |detail: String| Error::Corrupt { seq, detail: format!("snapshot: {detail}") };
+        let (version, payload) = frame::verify(seq, &record, SNAPSHOT_CODEC_OPAQUE)
+            .map_err(|err| corrupt(err.to_string()))?;
+        if version != frame::VERSION_ENTRY {
+            return Err(corrupt(format!("format version {version}, snapshots are version 1")));
+        }
         Ok(Some(payload.to_vec()))
     }
 

@@ -1,7 +1,12 @@
 //! The storage seam: what the writer and readers need from a key-value backend. Two backends
-//! implement it: RocksDB ([`crate::rocks`]) and memory ([`crate::memory`]). Everything above this
-//! trait (sequencing, group commit, framing, poisoning) is shared, so the in-memory log behaves
-//! exactly like the durable one except for durability itself.
+//! implement it: RocksDB ([`crate::rocks`]) and memory ([`crate::memory`]) (and, for tests, the
+//! simulated disk of `crate::sim`). Everything above this trait (sequencing, group commit,
+//! framing, indexing, poisoning) is shared, so the in-memory log behaves exactly like the durable
+//! one except for durability itself.
+//!
+//! The backend stores *records* keyed by the sequence of their first entry: a record is a framed
+//! commit group (`crate::group`), or one entry in a log written before groups existed. The backend
+//! never looks inside a record; it only needs each record's first sequence and first time.
 
 use std::ops::ControlFlow;
 
@@ -12,11 +17,11 @@ use crate::index::IndexKey;
 /// One framed record ready to be written.
 #[derive(Debug)]
 pub(crate) struct StoredRecord {
-    pub(crate) seq: Seq,
-    pub(crate) recorded_at: Timestamp,
+    /// The sequence of its first entry: its key.
+    pub(crate) first: Seq,
+    /// `recorded_at` of its first entry: its time key.
+    pub(crate) first_time: Timestamp,
     pub(crate) bytes: Vec<u8>,
-    /// The entry's secondary index keys (`crate::index`), written in the same atomic batch.
-    pub(crate) index: crate::index::IndexKeys,
 }
 
 /// A backend failure, with the backend's own description. `corruption` is set when the backend
@@ -41,21 +46,24 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
     /// Makes everything written so far durable.
     fn sync(&self) -> Result<(), StorageError>;
 
-    /// The record at `seq`, if present.
-    fn get(&self, seq: Seq) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The record with the greatest key at or before `seq` (the one that holds `seq`, if any entry
+    /// does), with its key.
+    fn get(&self, seq: Seq) -> Result<Option<(Seq, Vec<u8>)>, StorageError>;
 
-    /// The last record, if any.
+    /// The last record, with its key.
     fn last(&self) -> Result<Option<(Seq, Vec<u8>)>, StorageError>;
 
-    /// Visits records with sequence `>= from` in order until `visit` breaks or the log ends.
+    /// Visits records in key order, starting with the one that holds `from` (or the first after
+    /// it), until `visit` breaks or the log ends.
     fn scan(
         &self,
         from: Seq,
         visit: &mut dyn FnMut(Seq, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StorageError>;
 
-    /// The last sequence recorded at or before `time`, or `Seq::ZERO`.
-    fn seq_at(&self, time: Timestamp) -> Result<Seq, StorageError>;
+    /// The key of the last record whose first entry was recorded at or before `time`, or
+    /// `Seq::ZERO`.
+    fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError>;
 
     /// Visits, in log order, the sequences indexed under `key` up to `up_to`, until `visit` breaks.
     fn index_scan(
@@ -80,21 +88,12 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
         Ok(last)
     }
 
-    /// Whether the indexes cover every stored entry (false for a database written before they
-    /// existed, until [`Storage::index_backfill`] has run).
-    fn index_complete(&self) -> Result<bool, StorageError>;
+    /// Writes index keys for entries already stored, and records, in the same atomic write, that
+    /// every entry up to `covered` is indexed.
+    fn index_write(&self, keys: &[(Seq, IndexKey)], covered: Seq) -> Result<(), StorageError>;
 
-    /// Writes index keys for entries already stored, and records that the entries up to `covered`
-    /// are indexed; with `complete`, marks the indexes complete.
-    fn index_backfill(
-        &self,
-        keys: &[(Seq, IndexKey)],
-        covered: Seq,
-        complete: bool,
-    ) -> Result<(), StorageError>;
-
-    /// Where an interrupted backfill stopped (`Seq::ZERO`: from the start).
-    fn index_backfilled(&self) -> Result<Seq, StorageError>;
+    /// The last sequence whose index keys are all stored (`Seq::ZERO`: none).
+    fn indexed_seq(&self) -> Result<Seq, StorageError>;
 
     /// Stores a framed snapshot taken at `seq`, durably, replacing any snapshot at that sequence.
     fn put_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;
@@ -111,8 +110,8 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
     /// Flushes buffers and releases resources ahead of drop, reporting errors drop would swallow.
     fn close(&self) -> Result<(), StorageError>;
 
-    /// Replaces the stored bytes of an existing record without any checks. Only for tests that
-    /// simulate on-disk damage.
+    /// Replaces the stored bytes of the record keyed `seq` without any checks. Only for tests that
+    /// simulate on-disk damage or store records of an older format.
     #[cfg(any(test, feature = "test-support"))]
     fn overwrite_for_tests(&self, seq: Seq, bytes: &[u8]) -> Result<(), StorageError>;
 }

@@ -4,6 +4,9 @@
 //!
 //! Sequences are assigned under one lock and batches reach storage in sequence order (one leader at
 //! a time), so a crash loses at most a suffix and never leaves a gap (the crate docs say why).
+//! A group commit stores what was queued as one record (`crate::group`), or a few when it exceeds
+//! [`limits::GROUP_ENTRIES_MAX`] entries or [`limits::GROUP_PAYLOAD_BYTES_MAX`] bytes; the leader
+//! frames and checksums them outside the lock.
 
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -12,9 +15,15 @@ use idgraph_model::{Entry, Seq, Timestamp};
 use smallvec::SmallVec;
 
 use crate::storage::StoredRecord;
-use crate::{
-    BATCH_SIZE_BUCKETS, Durability, Error, Log, Pending, Result, codec, frame, index, limits,
-};
+use crate::{BATCH_SIZE_BUCKETS, Durability, Error, Log, Pending, Result, codec, group, limits};
+
+/// An encoded entry with its sequence, queued for the next group commit.
+#[derive(Debug)]
+pub(crate) struct QueuedEntry {
+    seq: Seq,
+    recorded_at: Timestamp,
+    payload: Vec<u8>,
+}
 
 /// Sequencing and group-commit state, behind [`Log`]'s writer lock.
 #[derive(Debug)]
@@ -24,12 +33,12 @@ pub(crate) struct WriterState {
     /// `recorded_at` of the last queued entry: entries must not go back in time, so that the time
     /// index agrees with sequence order.
     last_time: Timestamp,
-    /// Framed records with assigned sequences, not yet handed to a leader. Contiguous, starting at
+    /// Encoded entries with assigned sequences, not yet handed to a leader. Contiguous, starting at
     /// `written_seq + 1` (or after the batch a leader is writing).
-    queue: Vec<StoredRecord>,
+    queue: Vec<QueuedEntry>,
     /// The vector of the last batch written, emptied, kept to become the next `queue`: the queue
     /// then grows without reallocating.
-    spare: Vec<StoredRecord>,
+    spare: Vec<QueuedEntry>,
     /// Whether anything in `queue` asked for [`Durability::Synced`].
     queue_wants_sync: bool,
     /// Whether some appender is writing a batch right now (with the lock released).
@@ -90,12 +99,10 @@ impl Log {
                 ),
             });
         }
-        // Encoding and the payload checksum happen before taking the lock.
+        // Encoding happens before taking the lock.
         let mut encoded: SmallVec<[_; 1]> = SmallVec::with_capacity(entries.len());
         for entry in entries {
-            let payload = codec::encode(entry).map_err(rejected)?;
-            let payload_crc = crc32c::crc32c(&payload);
-            encoded.push((entry.recorded_at, payload, payload_crc, index::index_keys(entry)));
+            encoded.push((entry.recorded_at, codec::encode(entry).map_err(rejected)?));
         }
         let mut writer = self.lock_writer();
         if let Some(cause) = &writer.poisoned {
@@ -109,10 +116,9 @@ impl Log {
             last_time = *recorded_at;
         }
         let first = writer.next_seq;
-        for (recorded_at, payload, payload_crc, index) in encoded {
+        for (recorded_at, payload) in encoded {
             let seq = writer.next_seq;
-            let bytes = frame::frame(seq, codec::CODEC_BINCODE2_SERDE, &payload, payload_crc);
-            writer.queue.push(StoredRecord { seq, recorded_at, bytes, index });
+            writer.queue.push(QueuedEntry { seq, recorded_at, payload });
             writer.next_seq = seq.next();
         }
         let last = Seq(writer.next_seq.0 - 1);
@@ -172,10 +178,12 @@ impl Log {
         writer.leader_active = true;
         drop(writer);
 
-        let batch_last = batch.last().map(|record| record.seq).unwrap_or_default();
+        let batch_last = batch.last().map(|queued| queued.seq).unwrap_or_default();
         let n_written = batch.len();
-        let res = self.storage.write(&batch, sync);
-        batch.clear(); // Frees the records outside the lock.
+        let records = group_records(&batch);
+        let res = self.storage.write(&records, sync);
+        drop(records);
+        batch.clear(); // Frees the entries outside the lock.
 
         let mut writer = self.lock_writer();
         writer.leader_active = false;
@@ -279,6 +287,34 @@ impl Log {
     pub fn durable_seq(&self) -> Seq {
         self.lock_writer().durable_seq
     }
+}
+
+/// The records of one group commit: the queued entries cut into groups of at most
+/// [`limits::GROUP_ENTRIES_MAX`] entries and (unless one entry alone is larger)
+/// [`limits::GROUP_PAYLOAD_BYTES_MAX`] payload bytes.
+fn group_records(batch: &[QueuedEntry]) -> SmallVec<[StoredRecord; 1]> {
+    let mut records = SmallVec::new();
+    let mut rest = batch;
+    while let Some(head) = rest.first() {
+        let mut n = 0;
+        let mut n_bytes = 0;
+        for queued in rest.iter().take(limits::GROUP_ENTRIES_MAX) {
+            if n > 0 && n_bytes + queued.payload.len() > limits::GROUP_PAYLOAD_BYTES_MAX {
+                break;
+            }
+            n += 1;
+            n_bytes += queued.payload.len();
+        }
+        let (members, after) = rest.split_at(n);
+        let payloads = members.iter().map(|queued| queued.payload.as_slice());
+        records.push(StoredRecord {
+            first: head.seq,
+            first_time: head.recorded_at,
+            bytes: group::encode(head.seq, payloads),
+        });
+        rest = after;
+    }
+    records
 }
 
 /// An entry that cannot be encoded: the caller's fault, [`Error::Rejected`].

@@ -521,7 +521,7 @@ fn the_indexes_list_the_entries_that_touched_each_profile_and_identity() {
 }
 
 #[test]
-fn a_database_written_without_indexes_is_indexed_at_open() {
+fn a_database_that_lost_its_indexes_is_indexed_again() {
     let entries = varied_entries(25_000, 11);
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
@@ -529,13 +529,13 @@ fn a_database_written_without_indexes_is_indexed_at_open() {
         log.append_batch(chunk, Durability::Deferred).unwrap();
     }
     log.close().unwrap();
-    // Make it look like a database from before the indexes: no index keys, no completion mark.
+    // Lose the indexes (derived data): no index keys, no mark of how far they went.
     {
         let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
         let mut db =
             rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &names).unwrap();
         db.drop_cf("index").unwrap();
-        db.delete_cf(db.cf_handle("meta").unwrap(), b"index_complete").unwrap();
+        db.delete_cf(db.cf_handle("meta").unwrap(), b"indexed").unwrap();
     }
     let log = Log::open(dir.path()).unwrap();
     check_index(&log, &entries);
@@ -567,4 +567,105 @@ fn verify_reports_a_missing_index_key() {
     }
     let err = Log::open(dir.path()).unwrap().verify().unwrap_err();
     assert!(matches!(&err, Error::Corrupt { detail, .. } if detail.contains("index key")), "{err}");
+}
+
+/// The format of the `meta` column family's `format` key, read with RocksDB directly.
+fn stored_format(path: &Path) -> String {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+    let found = db.get_cf(db.cf_handle("meta").unwrap(), b"format").unwrap().unwrap();
+    String::from_utf8(found).unwrap()
+}
+
+/// A group commit is one record: its entries keep their sequences and read one by one, from any
+/// point, and "as of time T" finds the last entry at or before T inside a group.
+#[test]
+fn a_commit_group_is_one_record_whose_entries_read_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    // Times 10, 10, 20, 20, ..., in groups of 7, 1 and 12 entries.
+    let entries: Vec<Entry> = (0..20).map(|n| entry(n, 10 * (n as i64 / 2 + 1))).collect();
+    for chunk in [&entries[..7], &entries[7..8], &entries[8..]] {
+        log.append_batch(chunk, Durability::Synced).unwrap();
+    }
+    let stats = log.stats();
+    assert_eq!((stats.n_writes, stats.n_entries_written), (3, 20));
+    for key in [1, 8, 9] {
+        assert!(log.raw_record_for_tests(Seq(key)).unwrap().is_some(), "a record keyed {key}");
+    }
+    assert!(log.raw_record_for_tests(Seq(2)).unwrap().is_none(), "2 is inside the first group");
+    check_group_reads(&log, &entries);
+    drop(log);
+    let log = Log::open(dir.path()).unwrap();
+    check_group_reads(&log, &entries);
+    assert_eq!(log.verify().unwrap().last_seq, Seq(20));
+    assert_eq!(log.append(&entry(99, 500)).unwrap(), Seq(21));
+}
+
+fn check_group_reads(log: &Log, entries: &[Entry]) {
+    for (idx, expected) in entries.iter().enumerate() {
+        assert_eq!(log.get(Seq(idx as u64 + 1)).unwrap().as_ref(), Some(expected));
+    }
+    assert_eq!(log.get(Seq(21)).unwrap(), None);
+    assert_eq!(log.get(Seq::ZERO).unwrap(), None);
+    for from in [0, 1, 3, 7, 8, 9, 15, 20, 21, 40] {
+        let read = log.read_range(Seq(from), usize::MAX).unwrap();
+        let want: Vec<(Seq, Entry)> =
+            (from.max(1)..=20).map(|seq| (Seq(seq), entries[seq as usize - 1].clone())).collect();
+        assert_eq!(read, want, "from {from}");
+    }
+    assert_eq!(log.seq_at(Timestamp(9)).unwrap(), Seq::ZERO);
+    assert_eq!(log.seq_at(Timestamp(10)).unwrap(), Seq(2));
+    assert_eq!(log.seq_at(Timestamp(35)).unwrap(), Seq(6), "inside the first group");
+    assert_eq!(log.seq_at(Timestamp(40)).unwrap(), Seq(8), "across two groups");
+    assert_eq!(log.seq_at(Timestamp(95)).unwrap(), Seq(18), "inside the last group");
+    assert_eq!(log.seq_at(Timestamp(i64::MAX)).unwrap(), Seq(20));
+}
+
+/// A log written by a build before commit groups (format 1: one record per entry, index keys
+/// written with the entries) opens, is upgraded in place, reads the same, keeps its indexes, and
+/// takes new entries as groups after the old records.
+#[test]
+fn a_format_1_log_is_upgraded_in_place_and_reads_the_same() {
+    let entries = varied_entries(3_000, 5);
+    let dir = tempfile::tempdir().unwrap();
+    Log::create_format_1_for_tests(dir.path(), &entries).unwrap();
+    assert_eq!(stored_format(dir.path()), "idgraph-log/1");
+
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(log.last_seq(), Seq(3_000));
+    assert_eq!(log.indexed_seq(), Seq(3_000), "format 1 had every entry indexed");
+    let read: Vec<Entry> = all(&log).into_iter().map(|(_, entry)| entry).collect();
+    assert_eq!(read, entries);
+    check_index(&log, &entries);
+    log.close().unwrap();
+    assert_eq!(stored_format(dir.path()), "idgraph-log/2");
+
+    let log = Log::open(dir.path()).unwrap();
+    let more = varied_entries(3_500, 5);
+    log.append_batch(&more[3_000..], Durability::Synced).unwrap();
+    assert!(log.raw_record_for_tests(Seq(3_001)).unwrap().is_some(), "one group after them");
+    let report = log.verify().unwrap();
+    assert_eq!((report.last_seq, report.indexed_seq), (Seq(3_500), Seq(3_500)));
+    check_index(&log, &more);
+    let read: Vec<Entry> = all(&log).into_iter().map(|(_, entry)| entry).collect();
+    assert_eq!(read, more);
+}
+
+/// A log of a format this build does not know is refused at open, naming both formats, and left
+/// untouched.
+#[test]
+fn a_log_of_an_unknown_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    Log::open(dir.path()).unwrap().close().unwrap();
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), &names).unwrap();
+        db.put_cf(db.cf_handle("meta").unwrap(), b"format", b"idgraph-log/3").unwrap();
+    }
+    let err = Log::open(dir.path()).unwrap_err().to_string();
+    for needle in ["idgraph-log/3", "idgraph-log/2", "newer idgraph"] {
+        assert!(err.contains(needle), "{err} lacks {needle}");
+    }
+    assert_eq!(stored_format(dir.path()), "idgraph-log/3");
 }

@@ -58,6 +58,24 @@ fn identify(email: &str) -> Value {
 }
 
 #[tokio::test]
+async fn healthz_reports_role_positions_index_lag_and_digest() {
+    let mut app = app();
+    let (_, before) = call(&mut app, "/healthz", ("x-none", "-"), None).await;
+    let (status, _) =
+        call(&mut app, "/v1/identify", ("x-mp-key", "dev-key"), Some(identify("h@x"))).await;
+    assert_eq!(status, 200);
+    let (status, health) = call(&mut app, "/healthz", ("x-none", "-"), None).await;
+    assert_eq!((status, &health["role"], &health["last_seq"]), (200, &json!("writer"), &json!(1)));
+    assert_eq!(health["durable_seq"], json!(1), "an answer is given once durable: {health}");
+    let (indexed, lag) =
+        (health["indexed_seq"].as_u64().unwrap(), health["index_lag"].as_u64().unwrap());
+    assert_eq!(indexed + lag, 1, "{health}");
+    let digest = |health: &Value| health["running_digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest(&health).len(), 32);
+    assert_ne!(digest(&health), digest(&before), "the digest follows the log");
+}
+
+#[tokio::test]
 async fn access_kinds_request_ids_and_the_feed() {
     let mut app = app();
     let key_only = ("x-mp-key", "dev-key");

@@ -204,15 +204,33 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
+    let engine = Arc::clone(&state.engine);
+    // The digest needs the projection's read lock: off the async workers.
+    let digest = tokio::task::spawn_blocking(move || {
+        engine.with_projection(|projection| projection.running_digest())
+    })
+    .await;
     let log = state.engine.log();
-    let body = serde_json::json!({"status": "ok", "last_seq": log.assigned_seq().0, "written_seq": log.last_seq().0, "durable_seq": log.durable_seq().0});
+    let (written, indexed) = (log.last_seq(), log.indexed_seq());
+    let body = serde_json::json!({
+        "status": "ok",
+        "role": "writer",
+        "last_seq": log.assigned_seq().0,
+        "written_seq": written.0,
+        "durable_seq": log.durable_seq().0,
+        "indexed_seq": indexed.0,
+        "index_lag": written.0.saturating_sub(indexed.0),
+        "running_digest": digest.map(|digest| format!("{:032x}", digest.0)).ok(),
+    });
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let log = state.engine.log();
-    let text =
-        state.metrics.render([log.assigned_seq(), log.last_seq(), log.durable_seq()], log.stats());
+    let text = state.metrics.render(
+        [log.assigned_seq(), log.last_seq(), log.durable_seq(), log.indexed_seq()],
+        log.stats(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -46,8 +46,8 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, positions: [Seq; 3], log: LogStats) -> String {
-        let [assigned_seq, written_seq, durable_seq] = positions;
+    pub fn render(&self, positions: [Seq; 4], log: LogStats) -> String {
+        let [assigned_seq, written_seq, durable_seq, indexed_seq] = positions;
         let mut out = String::new();
         out.push_str("# HELP idgraph_http_requests_total HTTP requests by endpoint and status.\n# TYPE idgraph_http_requests_total counter\n");
         for ((endpoint, status), count) in
@@ -93,6 +93,18 @@ impl Metrics {
                 "Last sequence known to be fsynced.",
                 "gauge",
                 durable_seq.0,
+            ),
+            (
+                "idgraph_log_indexed_seq",
+                "Last sequence whose audit index keys are written (the indexer follows the log).",
+                "gauge",
+                indexed_seq.0,
+            ),
+            (
+                "idgraph_log_index_lag_entries",
+                "Entries written but not indexed yet.",
+                "gauge",
+                written_seq.0.saturating_sub(indexed_seq.0),
             ),
             (
                 "idgraph_log_writes_total",
