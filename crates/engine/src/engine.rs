@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use idgraph_log::{Durability, Log, Pending};
@@ -31,7 +32,14 @@ pub struct Engine {
     mpids: MpidCell,
     /// Set when a write failed after its entry was applied: the first failure, in words.
     poisoned: Mutex<Option<String>>,
+    /// Readers waiting for the state's read lock: the writer lets them in between runs of
+    /// [`DECIDE_RUN`] decisions instead of holding the lock for a whole group.
+    readers_waiting: AtomicUsize,
 }
+
+/// Most decisions the writer makes under one acquisition of the write lock when readers wait: a
+/// read waits for at most one run, not a whole group of up to 1,024.
+const DECIDE_RUN: usize = 64;
 
 #[derive(Debug)]
 struct State {
@@ -103,6 +111,7 @@ impl Engine {
             clock,
             mpids: MpidCell(Mutex::new(mpids)),
             poisoned: Mutex::new(None),
+            readers_waiting: AtomicUsize::new(0),
         };
         Ok((engine, report))
     }
@@ -159,7 +168,10 @@ impl Engine {
         }
         let mut state = self.write_state();
         let mut failed: Option<EngineError> = None;
-        for (meta, command) in requests {
+        for (n_decided, (meta, command)) in requests.enumerate() {
+            if n_decided % DECIDE_RUN == DECIDE_RUN - 1 {
+                state = self.let_readers_in(state);
+            }
             if let Some(err) = &failed {
                 // The log failed: nothing after that request can be recorded either.
                 answers.push(Err(err.clone()));
@@ -380,7 +392,31 @@ impl Engine {
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poison| poison.into_inner())
+        self.readers_waiting.fetch_add(1, Ordering::AcqRel);
+        let state = self.state.read().unwrap_or_else(|poison| poison.into_inner());
+        self.readers_waiting.fetch_sub(1, Ordering::AcqRel);
+        state
+    }
+
+    /// Between two runs of a group's decisions: if readers wait for the state, releases the write
+    /// lock until they hold it (or a short bound passes), then takes it again. The group stays one
+    /// unit for durability; readers see a prefix of its decisions (and, like every reader, answer
+    /// only once what they read is durable).
+    fn let_readers_in<'a>(
+        &'a self,
+        state: RwLockWriteGuard<'a, State>,
+    ) -> RwLockWriteGuard<'a, State> {
+        if self.readers_waiting.load(Ordering::Acquire) == 0 {
+            return state;
+        }
+        drop(state);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_micros(200);
+        while self.readers_waiting.load(Ordering::Acquire) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
+        self.write_state()
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
