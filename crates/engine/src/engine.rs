@@ -433,6 +433,28 @@ impl Engine {
         &self.log
     }
 
+    /// Appends a record received from the log of record and folds its entries (cluster mode's
+    /// follower; `idgraph_log::Log::append_replicated` says what is checked). Returns the last
+    /// sequence applied. A record that does not follow the local log is refused and changes
+    /// nothing; a failure after the local write halts the engine. The idempotency index is not
+    /// kept on a follower: a node that becomes the writer opens its data folder again, which
+    /// rebuilds it from the log.
+    pub fn apply_replicated(&self, first: Seq, record: &[u8]) -> Result<Seq, EngineError> {
+        self.check_poisoned()?;
+        let mut state = self.write_state();
+        let entries = self.log.append_replicated(first, record)?;
+        let mut last = state.projection.last_seq();
+        for (seq, entry) in &entries {
+            if let Err(err) = state.projection.apply(*seq, entry) {
+                return Err(self.poison(err.into()));
+            }
+            last = *seq;
+        }
+        // Durable in the log of record, which is what a follower's reads answer from.
+        state.last_change = last;
+        Ok(last)
+    }
+
     /// A workspace's configuration.
     pub fn workspace(&self, name: &str) -> Option<&Workspace> {
         self.workspaces.get(name)

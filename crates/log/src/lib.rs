@@ -35,8 +35,9 @@
 //! flush and sync, poisoning), `read.rs` (point reads, scans, the indexes), `indexer.rs` (writing
 //! the index keys behind the writer), `verify.rs`, `snapshots.rs`; below them the storage seam
 //! (`storage.rs`) and its backends (`rocks.rs`, `memory.rs`); the record framing (`frame.rs`), the
-//! commit-group record (`group.rs`) and the entry codec (`codec.rs` and `codec/`). With the feature `test-support`, `sim` (`sim.rs`) is a simulated
-//! disk with seeded faults, for the fault simulation (`docs/log-format.md`, "Faults").
+//! commit-group record (`group.rs`) and the entry codec (`codec.rs` and `codec/`); replication of
+//! records for cluster mode (`replica.rs`). With the feature `test-support`, `sim` (`sim.rs`) is a
+//! simulated disk with seeded faults, for the fault simulation (`docs/log-format.md`, "Faults").
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
@@ -52,6 +53,7 @@ pub mod limits;
 mod memory;
 mod open;
 mod read;
+mod replica;
 mod rocks;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sim;
@@ -69,6 +71,7 @@ pub use crate::error::{Error, Result};
 pub use crate::index::{IndexKey, IndexKeys, index_keys};
 pub use crate::memory::FaultSwitch;
 pub use crate::read::RecordBatch;
+pub use crate::replica::{GroupRecord, Replicator};
 pub use crate::snapshots::SNAPSHOT_CODEC_OPAQUE;
 use crate::storage::{Storage, StorageError};
 pub use crate::verify::VerifyReport;
@@ -139,6 +142,8 @@ pub struct Log {
     indexed: AtomicU64,
     /// Held by whoever is indexing: one indexer at a time.
     indexer: Mutex<()>,
+    /// Where group commits go before the local write, in cluster mode (`replica.rs`).
+    replicator: std::sync::OnceLock<std::sync::Arc<dyn Replicator>>,
 }
 
 impl Log {

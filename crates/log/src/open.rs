@@ -69,6 +69,7 @@ impl Log {
             batch_sizes: Default::default(),
             indexed: AtomicU64::new(0),
             indexer: Mutex::new(()),
+            replicator: std::sync::OnceLock::new(),
         };
         // The indexes are caught up behind the writer (by a background indexer, or by the first
         // reader that needs them), not here: a damaged record must not keep the log from opening.

@@ -19,6 +19,8 @@ use crate::index::IndexKey;
 pub(crate) struct StoredRecord {
     /// The sequence of its first entry: its key.
     pub(crate) first: Seq,
+    /// The sequence of its last entry.
+    pub(crate) last: Seq,
     /// `recorded_at` of its first entry: its time key.
     pub(crate) first_time: Timestamp,
     pub(crate) bytes: Vec<u8>,

@@ -14,8 +14,10 @@ use std::sync::atomic::Ordering;
 use idgraph_model::{Entry, Seq, Timestamp};
 use smallvec::SmallVec;
 
-use crate::storage::StoredRecord;
-use crate::{BATCH_SIZE_BUCKETS, Durability, Error, Log, Pending, Result, codec, group, limits};
+use crate::storage::{StorageError, StoredRecord};
+use crate::{
+    BATCH_SIZE_BUCKETS, Durability, Error, GroupRecord, Log, Pending, Result, codec, group, limits,
+};
 
 /// An encoded entry with its sequence, queued for the next group commit.
 #[derive(Debug)]
@@ -69,7 +71,44 @@ impl WriterState {
     }
 }
 
+impl WriterState {
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
+    pub(crate) fn last_time(&self) -> Timestamp {
+        self.last_time
+    }
+
+    /// Whether appends are queued or being written (a follower appends replicated records only
+    /// into a log nobody else appends to).
+    pub(crate) fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.leader_active
+    }
+
+    /// Records the first failure; returns the cause every later append will report.
+    pub(crate) fn poison(&mut self, cause: String) -> String {
+        self.poisoned.get_or_insert(cause).clone()
+    }
+
+    /// A replicated record up to `last`, recorded at `last_time`, was written (not synced).
+    pub(crate) fn advance_replicated(&mut self, last: Seq, last_time: Timestamp) {
+        self.next_seq = last.next();
+        self.last_time = last_time;
+        self.written_seq = last;
+    }
+}
+
 impl Log {
+    /// The writer lock, for a follower's replicated append: refused once poisoned.
+    pub(crate) fn lock_writer_for_replica(&self) -> Result<MutexGuard<'_, WriterState>> {
+        let writer = self.lock_writer();
+        if let Some(cause) = &writer.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        Ok(writer)
+    }
+
     /// Appends one entry durably and returns its sequence.
     pub fn append(&self, entry: &Entry) -> Result<Seq> {
         let (first, _) = self.append_batch(std::slice::from_ref(entry), Durability::Synced)?;
@@ -181,7 +220,7 @@ impl Log {
         let batch_last = batch.last().map(|queued| queued.seq).unwrap_or_default();
         let n_written = batch.len();
         let records = group_records(&batch);
-        let res = self.storage.write(&records, sync);
+        let res = self.replicate(&records).and_then(|()| self.storage.write(&records, sync));
         drop(records);
         batch.clear(); // Frees the entries outside the lock.
 
@@ -289,6 +328,24 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Hands a group commit's records to the replicator, if there is one (cluster mode's writer).
+    fn replicate(&self, records: &[StoredRecord]) -> std::result::Result<(), StorageError> {
+        let Some(replicator) = self.replicator.get() else { return Ok(()) };
+        let outgoing: SmallVec<[GroupRecord<'_>; 1]> = records
+            .iter()
+            .map(|record| GroupRecord {
+                first: record.first,
+                last: record.last,
+                bytes: &record.bytes,
+            })
+            .collect();
+        replicator
+            .replicate(&outgoing)
+            .map_err(|message| StorageError::io(format!("replication failed: {message}")))
+    }
+}
+
 /// The records of one group commit: the queued entries cut into groups of at most
 /// [`limits::GROUP_ENTRIES_MAX`] entries and (unless one entry alone is larger)
 /// [`limits::GROUP_PAYLOAD_BYTES_MAX`] payload bytes.
@@ -309,6 +366,7 @@ fn group_records(batch: &[QueuedEntry]) -> SmallVec<[StoredRecord; 1]> {
         let payloads = members.iter().map(|queued| queued.payload.as_slice());
         records.push(StoredRecord {
             first: head.seq,
+            last: members.last().map_or(head.seq, |queued| queued.seq),
             first_time: head.recorded_at,
             bytes: group::encode(head.seq, payloads),
         });
