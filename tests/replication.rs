@@ -37,7 +37,7 @@ fn login(n: usize) -> Command {
         Identity::new(IdentityType::DeviceApplicationStamp, format!("d-{}", n % 97)),
         Identity::new(IdentityType::Email, format!("u{}@example.com", n % 131)),
     ];
-    let op = if n % 3 == 0 { IdentityOp::Login } else { IdentityOp::Identify };
+    let op = if n.is_multiple_of(3) { IdentityOp::Login } else { IdentityOp::Identify };
     Command::Identity(IdentityQuery { op, known_identities, previous_mpid: None })
 }
 
