@@ -95,6 +95,27 @@ fn a_follower_applying_the_writers_records_has_the_same_log_and_graph() {
     assert_eq!(reopened.log().last_seq(), Seq(1_001));
 }
 
+/// A follower keeps the idempotency index too: promoted in place, it answers a retried
+/// `request_id` with the writer's first answer and records nothing.
+#[test]
+fn a_promoted_follower_recognises_a_retried_request_id() {
+    let writer_dir = tempfile::tempdir().unwrap();
+    let writer = open(writer_dir.path());
+    let recorder = Arc::new(Recorder::default());
+    writer.log().set_replicator(Arc::clone(&recorder) as Arc<dyn Replicator>).unwrap();
+    let request = meta(Environment::Production, Some("retry-me"));
+    let first = writer.handle(&request, login(3)).unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let follower = open(follower_dir.path());
+    for (first_seq, _, bytes) in recorder.records.lock().unwrap().iter() {
+        follower.apply_replicated(*first_seq, bytes).unwrap();
+    }
+    assert_eq!(follower.handle(&request, login(3)).unwrap(), first);
+    assert_eq!(follower.log().assigned_seq(), Seq(1), "the retry recorded nothing");
+    let reused = follower.handle(&request, login(4)).unwrap_err();
+    assert!(matches!(reused, EngineError::RequestIdReused { .. }), "{reused}");
+}
+
 #[test]
 fn a_follower_refuses_a_record_that_does_not_follow_its_log() {
     let writer_dir = tempfile::tempdir().unwrap();

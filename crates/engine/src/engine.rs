@@ -436,9 +436,9 @@ impl Engine {
     /// Appends a record received from the log of record and folds its entries (cluster mode's
     /// follower; `idgraph_log::Log::append_replicated` says what is checked). Returns the last
     /// sequence applied. A record that does not follow the local log is refused and changes
-    /// nothing; a failure after the local write halts the engine. The idempotency index is not
-    /// kept on a follower: a node that becomes the writer opens its data folder again, which
-    /// rebuilds it from the log.
+    /// nothing; a failure after the local write halts the engine. The idempotency index follows
+    /// too, so a follower can become the writer in place and still recognise a retried
+    /// `request_id`.
     pub fn apply_replicated(&self, first: Seq, record: &[u8]) -> Result<Seq, EngineError> {
         self.check_poisoned()?;
         let mut state = self.write_state();
@@ -448,6 +448,7 @@ impl Engine {
             if let Err(err) = state.projection.apply(*seq, entry) {
                 return Err(self.poison(err.into()));
             }
+            state.recent.remember(*seq, entry);
             last = *seq;
         }
         // Durable in the log of record, which is what a follower's reads answer from.

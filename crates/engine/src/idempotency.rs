@@ -21,7 +21,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::{Hash, Hasher};
 
 use idgraph_log::Log;
-use idgraph_model::{Environment, Operation, Seq, Timestamp};
+use idgraph_model::{Entry, Environment, Operation, Seq, Timestamp};
 use idgraph_query::{Answer, IdentityOp};
 
 use crate::Command;
@@ -262,21 +262,27 @@ impl IdempotencyIndex {
         let from =
             log.seq_at(Timestamp(last_time.0.saturating_sub(window_micros).saturating_sub(1)))?;
         log.scan(from.next(), |seq, entry| {
-            if let Some(request_id) = &entry.request.request_id {
-                let request =
-                    index.fingerprint(entry.request.environment, &entry.request.operation);
-                index.insert(
-                    &entry.request.workspace,
-                    request_id,
-                    request,
-                    seq,
-                    entry.recorded_at,
-                    answer_of(&entry),
-                );
-            }
+            index.remember(seq, &entry);
             ControlFlow::Continue(())
         })?;
         Ok(index)
+    }
+
+    /// Remembers the answer of a recorded entry that carries a `request_id`, as deciding it did:
+    /// what a rebuild does for each entry in the window, and a follower for each entry it applies.
+    pub(crate) fn remember(&mut self, seq: Seq, entry: &Entry) {
+        if let Some(request_id) = &entry.request.request_id {
+            let request = self.fingerprint(entry.request.environment, &entry.request.operation);
+            let answer = answer_of(entry);
+            self.insert(
+                &entry.request.workspace,
+                request_id,
+                request,
+                seq,
+                entry.recorded_at,
+                answer,
+            );
+        }
     }
 
     fn hash(&self, workspace: &str, request_id: &str) -> u64 {
