@@ -376,6 +376,11 @@ impl Engine {
         Ok((answer, Some(pending)))
     }
 
+    /// Why the engine halted (it answers nothing until reopened), if it did.
+    pub fn halted(&self) -> Option<String> {
+        self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
     fn check_poisoned(&self) -> Result<(), EngineError> {
         match &*self.poisoned.lock().unwrap_or_else(|poison| poison.into_inner()) {
             Some(cause) => Err(EngineError::Halted { cause: cause.clone() }),

@@ -98,6 +98,10 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn n_records(&self) -> Result<u64, StorageError> {
+        Ok(self.read().len() as u64)
+    }
+
     fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         // Times do not decrease along the keys: the last record at or before `time` is found by
         // walking back from the end until one is.

@@ -138,6 +138,12 @@ impl Log {
         self.storage.index_last(key, up_to).map_err(|err| read_error(Seq::ZERO, err))
     }
 
+    /// How many records (commit groups, or entries of a format-1 log) are stored: a cluster node's
+    /// position in the stream of groups (`docs/cluster.md`). Reads every key.
+    pub fn record_count(&self) -> Result<u64> {
+        self.storage.n_records().map_err(|err| read_error(Seq::ZERO, err))
+    }
+
     /// Up to `n_max` entries from `from` (inclusive), for paging through the log.
     pub fn read_range(&self, from: Seq, n_max: usize) -> Result<Vec<(Seq, Entry)>> {
         let mut entries = Vec::new();

@@ -281,6 +281,19 @@ impl Storage for RocksStorage {
         iter.status().map_err(storage_error)
     }
 
+    fn n_records(&self) -> Result<u64, StorageError> {
+        let mut read_options = ReadOptions::default();
+        read_options.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_ENTRIES), read_options);
+        iter.seek_to_first();
+        let mut n = 0;
+        while iter.valid() {
+            n += 1;
+            iter.next();
+        }
+        iter.status().map(|()| n).map_err(storage_error)
+    }
+
     fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         let bound = time_key(time, Seq(u64::MAX));
         let mut iter =

@@ -377,6 +377,12 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn n_records(&self) -> Result<u64, StorageError> {
+        let state = self.state();
+        state.check_alive()?;
+        Ok(state.visible_records().len() as u64)
+    }
+
     fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError> {
         let state = self.state();
         state.check_alive()?;

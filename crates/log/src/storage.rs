@@ -63,6 +63,9 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
         visit: &mut dyn FnMut(Seq, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StorageError>;
 
+    /// How many records are stored (keys only are read).
+    fn n_records(&self) -> Result<u64, StorageError>;
+
     /// The key of the last record whose first entry was recorded at or before `time`, or
     /// `Seq::ZERO`.
     fn record_at(&self, time: Timestamp) -> Result<Seq, StorageError>;

@@ -594,6 +594,7 @@ fn a_commit_group_is_one_record_whose_entries_read_one_by_one() {
         assert!(log.raw_record_for_tests(Seq(key)).unwrap().is_some(), "a record keyed {key}");
     }
     assert!(log.raw_record_for_tests(Seq(2)).unwrap().is_none(), "2 is inside the first group");
+    assert_eq!(log.record_count().unwrap(), 3);
     check_group_reads(&log, &entries);
     drop(log);
     let log = Log::open(dir.path()).unwrap();
