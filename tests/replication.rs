@@ -129,6 +129,11 @@ fn a_follower_refuses_a_record_that_does_not_follow_its_log() {
     assert_eq!(records.len(), 3);
     let follower_dir = tempfile::tempdir().unwrap();
     let follower = open(follower_dir.path());
+    follower.log().require_replicator();
+    // A follower decides nothing itself: it would differ from the log of record.
+    let err = follower.handle(&meta(Environment::Production, None), login(7)).unwrap_err();
+    assert!(matches!(err, EngineError::NotWriter), "{err}");
+    assert_eq!(follower.halted(), None, "refusing is not a failure");
     let before = digests(&follower);
     // A gap: the second record before the first.
     let err = follower.apply_replicated(records[1].0, &records[1].2).unwrap_err();

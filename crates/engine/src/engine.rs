@@ -288,6 +288,8 @@ impl Engine {
         meta: &RequestMeta,
         command: Command,
     ) -> Result<(Answer, Option<Pending>), EngineError> {
+        // A cluster node that is not the writer decides nothing (before anything is changed).
+        self.log.check_may_append().map_err(|_| EngineError::NotWriter)?;
         let now = self.clock.now().max(state.projection.last_time());
         // The fingerprint of a request with an id (a recorded one: search never gets here).
         let remembered = match &meta.request_id {

@@ -43,6 +43,13 @@ pub enum EngineError {
         /// The queue's capacity.
         queue_capacity: usize,
     },
+    /// This node of a cluster is not the writer, so it decides nothing: recorded requests go to the
+    /// writer (the server forwards them; this error is the guard behind that, for a request that
+    /// raced with a change of writer). **Handling:** 503 with `Retry-After`; the client retries.
+    #[error(
+        "this node is not the cluster's writer; retry (the request is forwarded to the writer)"
+    )]
+    NotWriter,
     /// The log failed; its error says which way ([`idgraph_log::Error`]'s variants document the
     /// handling of each: 503 for storage failures, 500 for corruption and gaps).
     #[error(transparent)]

@@ -144,6 +144,8 @@ pub struct Log {
     indexer: Mutex<()>,
     /// Where group commits go before the local write, in cluster mode (`replica.rs`).
     replicator: std::sync::OnceLock<std::sync::Arc<dyn Replicator>>,
+    /// Set on a cluster node: appends need a replicator (`replica.rs`).
+    require_replicator: std::sync::atomic::AtomicBool,
 }
 
 impl Log {

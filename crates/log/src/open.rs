@@ -70,6 +70,7 @@ impl Log {
             indexed: AtomicU64::new(0),
             indexer: Mutex::new(()),
             replicator: std::sync::OnceLock::new(),
+            require_replicator: std::sync::atomic::AtomicBool::new(false),
         };
         // The indexes are caught up behind the writer (by a background indexer, or by the first
         // reader that needs them), not here: a damaged record must not keep the log from opening.

@@ -41,6 +41,26 @@ pub trait Replicator: Send + Sync + std::fmt::Debug {
 }
 
 impl Log {
+    /// Refuses appends until a replicator is set: a cluster node's log, which only the writer
+    /// appends to (through [`Log::set_replicator`]) and a follower only by
+    /// [`Log::append_replicated`]. Guards against a decision taken on a follower by mistake, which
+    /// would make its log differ from the log of record.
+    pub fn require_replicator(&self) {
+        self.require_replicator.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether an append may be made now: refused on a cluster node that is not the writer (see
+    /// [`Log::require_replicator`]).
+    pub fn check_may_append(&self) -> Result<()> {
+        let required = self.require_replicator.load(std::sync::atomic::Ordering::Acquire);
+        if required && self.replicator.get().is_none() {
+            return Err(Error::Rejected {
+                reason: "this node is not the cluster's writer: only the writer appends".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// From now on, every group commit is handed to `replicator` first (cluster mode's writer).
     /// Set once, before the first append; a second call is refused.
     pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) -> Result<()> {

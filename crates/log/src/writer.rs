@@ -129,6 +129,7 @@ impl Log {
     /// This split lets a single-threaded decider (the resolver) decide and queue under its own lock
     /// and wait for durability after releasing it, so concurrent requests share one fsync.
     pub fn submit(&self, entries: &[Entry], durability: Durability) -> Result<Pending> {
+        self.check_may_append()?;
         if entries.is_empty() || entries.len() > limits::BATCH_ENTRIES_MAX {
             return Err(Error::Rejected {
                 reason: format!(

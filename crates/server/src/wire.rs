@@ -14,6 +14,7 @@
 //! | `EngineError::Invalid` | 400 | `INVALID_DATA` |
 //! | `EngineError::RequestIdReused` | 422 | `REQUEST_ID_REUSED` |
 //! | `EngineError::Overloaded` | 503 with `Retry-After: 1` | `SERVICE_UNAVAILABLE` |
+//! | `EngineError::NotWriter` (cluster mode) | 503 with `Retry-After: 1` | `SERVICE_UNAVAILABLE` |
 //! | `EngineError::Fold` (the log cannot be folded) | 500 | `INTERNAL_ERROR` |
 //! | `EngineError::Halted` | 503 | `SERVICE_UNAVAILABLE` |
 //! | `log::Error::Rejected` (a bug in the caller) | 500 | `INTERNAL_ERROR` |
@@ -245,8 +246,9 @@ impl From<EngineError> for ApiError {
                 "REQUEST_ID_REUSED",
                 err.to_string(),
             ),
-            // The submission queue is full: nothing was queued; the client retries shortly.
-            err @ EngineError::Overloaded { .. } => {
+            // The submission queue is full, or this cluster node is not the writer: nothing was
+            // queued; the client retries shortly.
+            err @ (EngineError::Overloaded { .. } | EngineError::NotWriter) => {
                 let mut api = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     SERVICE_UNAVAILABLE,
@@ -311,6 +313,7 @@ mod tests {
         let reused = EngineError::RequestIdReused { request_id: "r".into(), operation: "identify" };
         check(reused, (422, "REQUEST_ID_REUSED"));
         check(EngineError::Overloaded { queue_capacity: 8 }, (503, "SERVICE_UNAVAILABLE"));
+        check(EngineError::NotWriter, (503, "SERVICE_UNAVAILABLE"));
         check(EngineError::Halted { cause: "sync".into() }, (503, "SERVICE_UNAVAILABLE"));
         check(EngineError::Log(corrupt.clone()), (500, "INTERNAL_ERROR"));
         check(EngineError::Log(storage.clone()), (503, "SERVICE_UNAVAILABLE"));
