@@ -91,13 +91,22 @@ fn join(items: &[impl std::fmt::Display]) -> String {
 /// what is below it, directly or not.
 const LAYERS: &[(&str, &[&str])] = &[
     ("idgraph-model", &[]),
+    // The NATS side of cluster mode: knows nothing of entries (a group is opaque bytes).
+    ("idgraph-cluster", &[]),
     ("idgraph-log", &["idgraph-model"]),
     ("idgraph-projection", &["idgraph-model"]),
     ("idgraph-query", &["idgraph-model", "idgraph-projection"]),
     ("idgraph-engine", &["idgraph-model", "idgraph-log", "idgraph-projection", "idgraph-query"]),
     (
         "idgraph-server",
-        &["idgraph-model", "idgraph-log", "idgraph-projection", "idgraph-query", "idgraph-engine"],
+        &[
+            "idgraph-model",
+            "idgraph-log",
+            "idgraph-projection",
+            "idgraph-query",
+            "idgraph-engine",
+            "idgraph-cluster",
+        ],
     ),
     ("idgraph-workload", &["idgraph-model"]),
     (
@@ -109,6 +118,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "idgraph-query",
             "idgraph-engine",
             "idgraph-server",
+            "idgraph-cluster",
             "idgraph-workload",
         ],
     ),
@@ -133,6 +143,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "idgraph-query",
             "idgraph-engine",
             "idgraph-server",
+            "idgraph-cluster",
             "idgraph-workload",
         ],
     ),

@@ -232,7 +232,12 @@ fn complete_groups(
 /// readers of the indexes meet the same error themselves, so nothing is answered from a
 /// half-built index.
 fn index_behind(engine: &Engine, nudged: &Receiver<()>) {
-    while nudged.recv().is_ok() {
+    loop {
+        // Without a nudge (a cluster follower appends without the completer), every second.
+        match nudged.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
         let log = engine.log();
         let _ = log.catch_up_index(log.last_seq());
         std::thread::sleep(INDEX_REST);

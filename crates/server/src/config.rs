@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests and engine calls once the signal came; then
     /// the connections left are closed and the log is synced.
     pub shutdown_timeout: Duration,
+    /// Cluster mode (`docs/cluster.md`): the `[cluster]` section, if any. Without it the node is
+    /// a single node, as always.
+    pub cluster: Option<idgraph_cluster::ClusterConfig>,
 }
 
 /// One workspace as configured: credentials and resolution settings.
@@ -66,6 +69,7 @@ struct RawConfig {
     shutdown_timeout_ms: Option<u64>,
     #[serde(default)]
     workspace: Vec<RawWorkspace>,
+    cluster: Option<idgraph_cluster::ClusterConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +175,13 @@ impl ServerConfig {
             header_read_timeout,
             body_read_timeout,
             shutdown_timeout,
+            cluster: match raw.cluster {
+                Some(cluster) => {
+                    cluster.validate().map_err(|err| format!("[cluster]: {err}"))?;
+                    Some(cluster)
+                }
+                None => None,
+            },
         })
     }
 
@@ -198,6 +209,7 @@ impl ServerConfig {
             header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS_DEFAULT),
             body_read_timeout: Duration::from_millis(BODY_READ_TIMEOUT_MS_DEFAULT),
             shutdown_timeout: Duration::from_millis(SHUTDOWN_TIMEOUT_MS_DEFAULT),
+            cluster: None,
         }
     }
 }

@@ -33,9 +33,11 @@ mod admit;
 mod api;
 mod audit_api;
 pub mod auth;
+pub mod cluster_node;
 pub mod config;
 mod explorer;
 mod feed;
+mod forward;
 mod metrics;
 mod rate_limit;
 mod wire;
@@ -60,6 +62,7 @@ use tokio::task::JoinSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 
+use crate::cluster_node::ClusterNode;
 pub use crate::config::{ServerConfig, WorkspaceConfig};
 use crate::metrics::Metrics;
 pub use crate::metrics::process_cpu_seconds;
@@ -78,6 +81,10 @@ pub(crate) struct AppState {
     config: Arc<ServerConfig>,
     metrics: Arc<Metrics>,
     rate_limiter: Arc<RateLimiter>,
+    /// Cluster mode: this node's role and position (`cluster_node.rs`); `None` for a single node.
+    cluster: Option<Arc<ClusterNode>>,
+    /// The relay of recorded requests to the writer, in cluster mode (`forward.rs`).
+    forwarder: reqwest::Client,
 }
 
 /// How long shutdown waits for the engine's writer to stop even when the shutdown deadline has
@@ -99,6 +106,8 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::default(),
             rate_limiter: Arc::default(),
+            cluster: None,
+            forwarder: reqwest::Client::new(),
         })
     }
 }
@@ -178,6 +187,7 @@ fn router(state: AppState) -> Router {
                 format!("{method} is not allowed here; see the Allow header and /openapi.json"),
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), forward::route))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(RequestDecompressionLayer::new())
         // Outside the decompression layer, whose 415 is not JSON; inside CORS, whose headers
@@ -214,7 +224,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let (written, indexed) = (log.last_seq(), log.indexed_seq());
     let body = serde_json::json!({
         "status": "ok",
-        "role": "writer",
+        "role": state.cluster.as_ref().map_or("writer", |node| node.role().name()),
         "last_seq": log.assigned_seq().0,
         "written_seq": written.0,
         "durable_seq": log.durable_seq().0,
@@ -258,7 +268,17 @@ async fn serve_shared(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(Arc::clone(&engine), config.clone())?;
+    let mut state = AppState::new(Arc::clone(&engine), config.clone())?;
+    if let Some(cluster_config) = &config.cluster {
+        // A node's log is appended to only as the writer (through the replicator) or by
+        // replication: nothing is decided here before this node wins the lease.
+        engine.log().require_replicator();
+        let url = format!("http://{}", listener.local_addr()?);
+        let cluster = idgraph_cluster::Cluster::connect_at(cluster_config, &url).await?;
+        let node = ClusterNode::join(cluster, Arc::clone(&engine), url).await?;
+        tokio::spawn(Arc::clone(&node).run_or_exit());
+        state.cluster = Some(node);
+    }
     let pipeline = Arc::clone(&state.pipeline);
     let snapshots = tokio::spawn(snapshot_loop(Arc::clone(&engine), config.snapshot_every_entries));
     let flusher = tokio::spawn(flush_loop(Arc::clone(&engine)));

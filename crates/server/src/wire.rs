@@ -84,6 +84,14 @@ impl ApiError {
         err
     }
 
+    /// A 503 asking the client to retry in a second (a cluster node without a writer to relay
+    /// to, or not yet at the sequence asked for).
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE, message);
+        err.retry_after_seconds = Some(1);
+        err
+    }
+
     /// The engine answered a command with an answer of another command's kind: a bug, a 500.
     pub(crate) fn unexpected(answer: &Answer) -> ApiError {
         ApiError::internal(format!("unexpected answer {answer:?}"))

@@ -1,0 +1,319 @@
+//! Cluster mode (`docs/cluster.md`, "Engine integration"): this node's part in a cluster whose log
+//! of record is a NATS JetStream stream (`idgraph_cluster`).
+//!
+//! ```text
+//!   start ──► catching_up ──(applied the stream's tail)──► follower ──(won the lease, caught up)──► writer
+//!                 ▲  folds the stream's groups                │  folds groups as they come,       │ publishes every
+//!                 │  (Engine::apply_replicated)               │  forwards recorded requests       │ group commit first
+//!                 │                                           │  to the writer                    │ (NatsReplicator)
+//!   restart ◄─────┴──────────────────── exit(75): lease lost, or a publish fenced ◄─────────────────┘
+//! ```
+//!
+//! Invariants:
+//! - **One writer, fenced.** Only the holder of the lease publishes, each group on condition that
+//!   the stream ends where this writer last saw it end; a stale writer's publish is refused and
+//!   its engine halts, so nothing it decides after that is answered. A writer that loses its lease
+//!   or is fenced exits (crash-only step-down); its supervisor starts it again as a follower.
+//! - **Same bytes everywhere.** A follower appends the very records the writer published, so every
+//!   node has the same log and the same running digest at the same sequence.
+//! - **A node writes only once caught up.** The lease is taken only when every group in the
+//!   stream is applied here, and the first publish is fenced on that position.
+//! - **Records and stream messages correspond one to one**, so a node's position in the stream is
+//!   the number of records in its local log (checked against the stream at start).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use idgraph_cluster::{Acquired, Cluster, ClusterError, Group};
+use idgraph_engine::Engine;
+use idgraph_log::{GroupRecord, Replicator};
+use idgraph_model::Seq;
+
+/// This node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Folding the stream's backlog; reads may be stale, so `/healthz` says so.
+    CatchingUp = 0,
+    /// Up to date with the stream; forwards recorded requests to the writer.
+    Follower = 1,
+    /// Holds the lease: decides and publishes.
+    Writer = 2,
+}
+
+impl Role {
+    /// The name `/healthz` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::CatchingUp => "catching_up",
+            Role::Follower => "follower",
+            Role::Writer => "writer",
+        }
+    }
+
+    fn of(code: u8) -> Role {
+        match code {
+            2 => Role::Writer,
+            1 => Role::Follower,
+            _ => Role::CatchingUp,
+        }
+    }
+}
+
+/// The exit code of a writer that stepped down: a supervisor starts it again (as a follower).
+pub const EXIT_STEPPED_DOWN: i32 = 75;
+
+/// How often a follower looks at the lease.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// How long a publish is retried through a stream leader election before the writer gives up.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// A node of a cluster: its connection, its engine, its role and its position in the stream.
+#[derive(Debug)]
+pub struct ClusterNode {
+    cluster: Arc<Cluster>,
+    engine: Arc<Engine>,
+    role: AtomicU8,
+    /// The stream sequence of the last group applied or published here.
+    stream_seq: Arc<AtomicU64>,
+    /// This node's own URL, advertised to the others (where they forward writes).
+    url: String,
+}
+
+impl ClusterNode {
+    /// Joins the cluster (connected with [`Cluster::connect_at`] and this node's `url`) with an
+    /// engine opened on this node's data folder: checks that the local log is a prefix of the
+    /// stream. Then call [`ClusterNode::run`].
+    pub async fn join(
+        cluster: Cluster,
+        engine: Arc<Engine>,
+        url: String,
+    ) -> anyhow::Result<Arc<ClusterNode>> {
+        let cluster = Arc::new(cluster);
+        let n_records = {
+            let engine = Arc::clone(&engine);
+            tokio::task::spawn_blocking(move || engine.log().record_count()).await??
+        };
+        let local_last = engine.log().last_seq();
+        let stream_last = cluster.last_stream_seq().await?;
+        if n_records > stream_last {
+            anyhow::bail!(
+                "the local log holds {n_records} records but the stream {} only {stream_last}: \
+                 this data folder does not belong to this cluster (start it empty)",
+                cluster.config().stream
+            );
+        }
+        if n_records > 0 {
+            // The stream's group at our position must end where our log ends.
+            let mut at = cluster.read_from(n_records).await?;
+            let group = match at.next().await {
+                Some(group) => group?,
+                None => anyhow::bail!("the stream ended while reading group {n_records}"),
+            };
+            if group.group.last_seq != local_last.0 {
+                anyhow::bail!(
+                    "the local log ends at sequence {local_last} after {n_records} records, but \
+                     group {n_records} of the stream ends at {}: this data folder does not belong \
+                     to this cluster (start it empty)",
+                    group.group.last_seq
+                );
+            }
+        }
+        Ok(Arc::new(ClusterNode {
+            cluster,
+            engine,
+            role: AtomicU8::new(Role::CatchingUp as u8),
+            stream_seq: Arc::new(AtomicU64::new(n_records)),
+            url,
+        }))
+    }
+
+    /// This node's role now.
+    pub fn role(&self) -> Role {
+        Role::of(self.role.load(Ordering::Acquire))
+    }
+
+    /// The URL recorded requests are forwarded to (the writer's), if another node is the writer.
+    pub async fn writer_url(&self) -> Result<Option<String>, ClusterError> {
+        match self.cluster.lease_holder().await? {
+            Some(holder) if holder != self.cluster.node() => self.cluster.url_of(&holder).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits until this node has applied `seq` (read-your-writes), at most `timeout`; whether it
+    /// has.
+    pub async fn wait_applied(&self, seq: Seq, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.engine.log().last_seq() >= seq {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Follows the stream, and takes the lease when it is free and this node is caught up; as the
+    /// writer, waits for the lease to be lost and then exits the process
+    /// ([`EXIT_STEPPED_DOWN`]). Returns only on an error that stops the node.
+    pub async fn run(self: Arc<ClusterNode>) -> anyhow::Result<()> {
+        let follower = tokio::spawn(Arc::clone(&self).follow());
+        loop {
+            tokio::time::sleep(LEASE_POLL).await;
+            if follower.is_finished() {
+                return match follower.await {
+                    Ok(Err(err)) => Err(err),
+                    _ => Err(anyhow::anyhow!("following the stream stopped")),
+                };
+            }
+            if self.role() != Role::Follower || self.cluster.lease_holder().await?.is_some() {
+                continue;
+            }
+            let lease = match self.cluster.acquire_lease().await? {
+                Acquired::Won(lease) => lease,
+                Acquired::Held { .. } => continue,
+            };
+            // Caught up to the end of the stream as it is now: another writer may still append
+            // (a stale one), and then our first publish is fenced and we start over.
+            let tail = self.cluster.last_stream_seq().await?;
+            let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+            while self.stream_seq.load(Ordering::Acquire) < tail {
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("won the lease but could not catch up to the stream's end");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            follower.abort();
+            let _ = follower.await;
+            let mut keeper = self.cluster.keep_lease(lease);
+            let replicator = NatsReplicator {
+                cluster: Arc::clone(&self.cluster),
+                term: keeper.term(),
+                stream_seq: Arc::clone(&self.stream_seq),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            self.engine.log().set_replicator(Arc::new(replicator))?;
+            self.role.store(Role::Writer as u8, Ordering::Release);
+            tracing::info!(node = self.cluster.node(), term = keeper.term(), "became the writer");
+            let reason = tokio::select! {
+                reason = keeper.lost() => reason,
+                reason = self.halted() => reason,
+            };
+            tracing::error!(%reason, "stepping down: the writer exits, to come back as a follower");
+            std::process::exit(EXIT_STEPPED_DOWN);
+        }
+    }
+
+    /// [`ClusterNode::run`], exiting the process (status 1) on the error that stopped it: a node
+    /// that cannot follow the stream must not go on answering from a stale graph.
+    pub async fn run_or_exit(self: Arc<ClusterNode>) {
+        if let Err(err) = self.run().await {
+            tracing::error!(error = %err, "the cluster node stopped");
+            std::process::exit(1);
+        }
+    }
+
+    /// Resolves when the engine halts (a publish fenced or failed).
+    async fn halted(&self) -> String {
+        loop {
+            if let Some(cause) = self.engine.halted() {
+                return cause;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Applies the stream's groups from this node's position on, in order; says `follower` once
+    /// the backlog found at start is applied.
+    async fn follow(self: Arc<ClusterNode>) -> anyhow::Result<()> {
+        let backlog_end = self.cluster.last_stream_seq().await?;
+        if self.stream_seq.load(Ordering::Acquire) >= backlog_end {
+            self.role.store(Role::Follower as u8, Ordering::Release);
+        }
+        let from = self.stream_seq.load(Ordering::Acquire) + 1;
+        let mut groups = self.cluster.read_from(from).await?;
+        while let Some(item) = groups.next().await {
+            let committed = match item {
+                Ok(committed) => committed,
+                Err(ClusterError::Nats { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let engine = Arc::clone(&self.engine);
+            let Group { first_seq, bytes, .. } = committed.group;
+            tokio::task::spawn_blocking(move || engine.apply_replicated(Seq(first_seq), &bytes))
+                .await??;
+            self.stream_seq.store(committed.stream_seq, Ordering::Release);
+            if committed.stream_seq >= backlog_end && self.role() == Role::CatchingUp {
+                self.role.store(Role::Follower as u8, Ordering::Release);
+                tracing::info!(stream_seq = committed.stream_seq, "caught up: following");
+            }
+        }
+        Err(anyhow::anyhow!("the stream of groups ended"))
+    }
+
+    /// The node's advertised URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The writer's [`Replicator`]: publishes each record of a group commit as one message, fenced
+/// on the stream's last sequence as this node last saw it, and waits for the quorum's
+/// acknowledgement. Called from the log's group-commit leader (a plain thread), so it hands the
+/// publish to the async runtime and waits for its answer.
+#[derive(Debug)]
+struct NatsReplicator {
+    cluster: Arc<Cluster>,
+    term: u64,
+    stream_seq: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Replicator for NatsReplicator {
+    fn replicate(&self, records: &[GroupRecord<'_>]) -> Result<(), String> {
+        for record in records {
+            let group = Group {
+                first_seq: record.first.0,
+                last_seq: record.last.0,
+                bytes: record.bytes.to_vec(),
+            };
+            let expected = self.stream_seq.load(Ordering::Acquire);
+            let (cluster, term) = (Arc::clone(&self.cluster), self.term);
+            let (answer, answered) = std::sync::mpsc::sync_channel(1);
+            self.runtime.spawn(async move {
+                let _ = answer.send(publish_retrying(&cluster, term, expected, &group).await);
+            });
+            let stream_seq = answered
+                .recv()
+                .map_err(|_| "the publish task stopped".to_owned())?
+                .map_err(|err| err.to_string())?;
+            self.stream_seq.store(stream_seq, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// Publishes, retrying what may be transient (a stream leader election) for
+/// [`PUBLISH_RETRY_FOR`]; a retry of a publish that was in fact stored is answered with its
+/// sequence (the message id is the same).
+async fn publish_retrying(
+    cluster: &Cluster,
+    term: u64,
+    expected: u64,
+    group: &Group,
+) -> Result<u64, ClusterError> {
+    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+    loop {
+        match cluster.publish_group(term, expected, group).await {
+            Err(ClusterError::Nats { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
