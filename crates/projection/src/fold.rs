@@ -18,7 +18,7 @@ use petgraph::graph::NodeIndex;
 
 use crate::digest;
 use crate::interner::{Hint, Key};
-use crate::packed::{Edge, Node, type_pair};
+use crate::packed::{Edge, Node};
 use crate::{AliasRecord, IdentityId, Profile, ProfileId, Projection, WorldId};
 
 /// Something wrong with the data in the log, found while folding it.
@@ -453,7 +453,7 @@ impl Projection {
         let record = &mut self.profiles[profile.0 as usize];
         record.n_identities += 1;
         if record.types.contains(identity_type) {
-            *self.shared_types.entry(type_pair(profile, identity_type)).or_insert(1) += 1;
+            self.shared_types.add_another(profile, identity_type);
         } else {
             record.types.insert(identity_type);
         }
@@ -463,13 +463,8 @@ impl Projection {
     fn note_type_removed(&mut self, profile: ProfileId, identity_type: IdentityType) {
         let record = &mut self.profiles[profile.0 as usize];
         record.n_identities -= 1;
-        let pair = type_pair(profile, identity_type);
-        match self.shared_types.get_mut(&pair) {
-            Some(n) if *n > 2 => *n -= 1,
-            Some(_) => {
-                self.shared_types.remove(&pair);
-            }
-            None => record.types.remove(identity_type),
+        if !self.shared_types.remove_one(profile, identity_type) {
+            record.types.remove(identity_type);
         }
     }
 

@@ -20,9 +20,18 @@
 //! ## Memory
 //! Identity strings are interned once in one arena (`interner`); node and edge indices are 32-bit
 //! and node and edge weights are packed into 4 bytes (`packed`). Identity nodes are never removed
-//! (a detached identity keeps its node and id), so ids are stable. Vectors double as they grow; a
-//! replay sizes them for its end once ([`ReplaySizing`]), and [`Projection::shrink_leaving_room`]
-//! drops the slack after loading (`sizing`).
+//! (a detached identity keeps its node and id), so ids are stable.
+//!
+//! ## Growth without stalls
+//! The engine applies each request under its write lock, so no apply may copy a structure in
+//! proportion to the projection's size. The profiles are chunks that never move (`segmented`), the
+//! interner's arena too (`interner`), and the hash tables grow incrementally (`table`, also behind
+//! the shared type counts, `type_counts`). petgraph's node and edge vectors and the alias records
+//! are `Vec`s that double: a replay sizes them for its end once ([`ReplaySizing`]), and
+//! [`Projection::shrink_leaving_room`], which the engine calls after loading, reserves room for
+//! them to double and at least [`GRAPH_NODES_ROOM_MIN`] nodes more (address space until written),
+//! so they do not grow while a server grows to about 16M identities (`sizing`).
+//! `benches/growth.rs` measures the slowest apply up to 10M identities.
 //!
 //! ## Code map
 //! One job per file:
@@ -31,8 +40,9 @@
 //!   only reads; `partial.rs`: [`PartialProjection`], the partial fold of audit.
 //! - `read.rs`: reads; `digest.rs`: the two digests; `snapshot.rs`: the snapshot format.
 //! - `sizing.rs`: sizes, the replay's presizing ([`ReplaySizing`]), memory accounting.
-//! - `interner.rs` and `table.rs`: the two big indexes; `generate.rs`: a generator of valid logs
-//!   (feature `generate`).
+//! - `interner.rs` and `table.rs`: the two big indexes; `type_counts.rs`: identities of a type per
+//!   profile; `segmented.rs`: vectors in chunks that never move; `generate.rs`: a generator of
+//!   valid logs (feature `generate`).
 //!
 //! ## API themes
 //! - Ids are opaque 32-bit (16-bit for worlds) newtypes, dense and stable for a projection's life.
@@ -48,14 +58,16 @@ mod interner;
 mod packed;
 mod partial;
 mod read;
+mod segmented;
 mod sizing;
 mod snapshot;
 mod table;
+mod type_counts;
 mod warm;
 
 use std::collections::BTreeMap;
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::DefaultHashBuilder;
 use idgraph_model::{Environment, IdentityTypeSet, Mpid, Seq, Timestamp};
 use petgraph::graph::{Graph, NodeIndex};
 
@@ -66,12 +78,15 @@ use crate::interner::Interner;
 use crate::packed::{PackedEdge, PackedNode};
 pub use crate::partial::PartialProjection;
 pub use crate::read::ProfileView;
+use crate::segmented::SegVec;
 pub use crate::sizing::{
-    GROWTH_ROOM_DIVISOR, REPLAY_RESERVE_FACTOR_MAX, REPLAY_RESERVE_MARGIN,
-    REPLAY_SAMPLE_ENTRIES_MIN, ReplaySizing, Sizes,
+    ALIASES_ROOM_MIN, GRAPH_EDGES_ROOM_MIN, GRAPH_NODES_ROOM_MIN, GROWTH_ROOM_DIVISOR,
+    REPLAY_RESERVE_FACTOR_MAX, REPLAY_RESERVE_MARGIN, REPLAY_SAMPLE_ENTRIES_MIN, ReplaySizing,
+    Sizes,
 };
 pub use crate::snapshot::{Malformed, SnapshotError};
 use crate::table::ProbeTable;
+use crate::type_counts::TypeCounts;
 
 /// A world: one identity scope in one environment. Nothing resolves across worlds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,16 +137,17 @@ pub struct Projection {
     /// Worlds in name order, for the content digest.
     world_index: BTreeMap<(String, Environment), WorldId>,
     interner: Interner,
-    profiles: Vec<Profile>,
+    /// Profiles by [`ProfileId`], in chunks that never move (growing never copies them).
+    profiles: SegVec<Profile>,
     /// MPID → profile, confirmed against the profile's own MPID. Probed only, never iterated (see
     /// the crate docs).
     mpid_index: ProbeTable,
     /// The MPID index's hasher (randomly seeded).
     mpid_hasher: DefaultHashBuilder,
     /// How many identities of one type a profile holds, for the (profile, type) pairs with two or
-    /// more ([`packed::type_pair`]); a profile's `types` says which have one. Keeps the resolver's
-    /// guardrail count and a detach O(1) however many identities a profile holds. Probed only.
-    shared_types: HashMap<u64, u32>,
+    /// more; a profile's `types` says which have one. Keeps the resolver's guardrail count and a
+    /// detach O(1) however many identities a profile holds. Probed only.
+    shared_types: TypeCounts,
     aliases: Vec<AliasRecord>,
     last_seq: Seq,
     last_time: Timestamp,

@@ -38,7 +38,7 @@ pub(crate) struct PackedEdge(u32);
 const PROFILE_BIT: u32 = 1 << 31;
 const LOOKUP_BASE: u32 = 0xFFFF_FF00;
 
-/// The key of a (profile, identity type) pair in `Projection::shared_types`.
+/// The key of a (profile, identity type) pair in `Projection::shared_types` (`type_counts.rs`).
 pub(crate) fn type_pair(profile: ProfileId, identity_type: IdentityType) -> u64 {
     u64::from(profile.0) << 8 | u64::from(identity_type.code())
 }

@@ -10,7 +10,7 @@ use petgraph::visit::EdgeRef;
 use smallvec::SmallVec;
 
 use crate::interner::{Hint, Key};
-use crate::packed::{Edge, Node, type_pair};
+use crate::packed::{Edge, Node};
 use crate::{AliasRecord, Diagnostic, IdentityId, ProfileId, Projection, WorldId};
 
 /// A read-only view of one profile.
@@ -124,7 +124,7 @@ impl Projection {
         if !self.profiles[profile.0 as usize].types.contains(identity_type) {
             return 0;
         }
-        self.shared_types.get(&type_pair(profile, identity_type)).map_or(1, |n| *n as usize)
+        self.shared_types.get(profile, identity_type).map_or(1, |n| n as usize)
     }
 
     /// The identities of `profile` as owned values, sorted by type then value.

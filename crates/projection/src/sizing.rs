@@ -3,12 +3,16 @@
 //! ([`Projection::reserve_for`], [`Projection::shrink_leaving_room`]), and the heap bytes the
 //! projection holds and uses.
 //!
-//! Vectors double as they grow, and each doubling copies a structure whole. A replay can predict
-//! where the structures end (they grow about linearly with the log) and reserve that once; after
-//! loading, the slack is released but room for an eighth more is kept, so the first new identity
-//! after a restart does not copy everything under the engine's write lock. Reserved room is
-//! address space, not memory, until written, except in the two hash tables, which are written
-//! whole: they are bounded separately.
+//! Most structures grow without ever copying much: the profiles and the interner's arena are in
+//! chunks that never move (`segmented.rs`, `interner.rs`) and the hash tables grow incrementally
+//! (`table.rs`). Two are `Vec`s whose doubling copies them whole under the engine's write lock:
+//! the petgraph graph's node and edge vectors (petgraph owns them) and the alias records (read as
+//! one slice). For those, the policy is to reserve ahead: a replay predicts where they end (they
+//! grow about linearly with the log) and reserves that once, and after loading
+//! ([`Projection::shrink_leaving_room`]) they keep room to double, and at least
+//! [`GRAPH_NODES_ROOM_MIN`] nodes, [`GRAPH_EDGES_ROOM_MIN`] edges and [`ALIASES_ROOM_MIN`] aliases
+//! more, so that a server grows to about 16M identities, or twice what it loaded, before one of
+//! them copies. Reserved room is address space, not memory, until written.
 
 use std::mem::size_of;
 
@@ -62,15 +66,33 @@ impl Sizes {
 /// [`Projection::reserve_for`] grows a hash table at most this many times over at once.
 const TABLE_RESERVE_FACTOR_MAX: usize = 4;
 
-/// [`Projection::shrink_leaving_room`] leaves room for this fraction (1/n) more of everything.
+/// [`Projection::shrink_leaving_room`] leaves room for this fraction (1/n) more in the hash tables
+/// (which then grow incrementally).
 pub const GROWTH_ROOM_DIVISOR: usize = 8;
+
+/// Graph nodes [`Projection::shrink_leaving_room`] leaves room for at least, beyond those there
+/// are (and at least as many again as there are): growing petgraph's node vector copies it whole
+/// under the write lock (0.2 s at 5.7M identities), so the room is reserved when the engine loads,
+/// as address space (12 bytes a node: 288 MB, resident only once written). A log grows by about
+/// 1.5 nodes per new identity (identities and profiles), so this is room for about 16M identities
+/// from empty.
+pub const GRAPH_NODES_ROOM_MIN: usize = 24 << 20;
+
+/// Graph edges [`Projection::shrink_leaving_room`] leaves room for at least, beyond those there are
+/// (and at least as many again): 20 bytes an edge, 320 MB of address space. About 0.93 edges per
+/// identity in the generated logs (lookups, less those detached, and aliases).
+pub const GRAPH_EDGES_ROOM_MIN: usize = 16 << 20;
+
+/// Alias records [`Projection::shrink_leaving_room`] leaves room for at least (40 bytes each: 40 MB
+/// of address space); about 0.03 per identity in the generated logs.
+pub const ALIASES_ROOM_MIN: usize = 1 << 20;
 
 /// Entries a replay folds before [`ReplaySizing`] sizes the projection for the rest, at least
 /// (unless the log is short).
 pub const REPLAY_SAMPLE_ENTRIES_MIN: u64 = 100_000;
 
 /// [`ReplaySizing`] never reserves more than this many times a vector's current size (the sample is
-/// a 64th of the log), nor, for the hash tables, which are written whole, more than
+/// a 64th of the log), nor, for the hash tables, whose chunks are soon all written, more than
 /// four times ([`Projection::reserve_for`]).
 pub const REPLAY_RESERVE_FACTOR_MAX: usize = 64;
 
@@ -87,7 +109,7 @@ pub const REPLAY_RESERVE_MARGIN: f64 = 0.15;
 /// A wrong guess costs little: too little and the structures double as before; too much (a log
 /// whose start is denser than the rest, say a bulk import) costs address space in the vectors,
 /// which is not memory until written (at most [`REPLAY_RESERVE_FACTOR_MAX`] times their size), and
-/// at most four times the current size in the two hash tables, which are. Loading trims the excess
+/// at most four times the current size in the two hash tables, which soon are. Loading trims the excess
 /// ([`Projection::shrink_leaving_room`]).
 ///
 /// The sample is a 64th of the replay, at least [`REPLAY_SAMPLE_ENTRIES_MIN`] entries or an eighth
@@ -155,19 +177,16 @@ impl ReplaySizing {
     }
 }
 
-/// Shrinks `vec` to its length plus `room(len)`, or reserves up to that.
-pub(crate) fn fit_vec<T>(vec: &mut Vec<T>, room: fn(usize) -> usize) {
-    let target = vec.len() + room(vec.len());
-    vec.shrink_to(target);
-    vec.reserve_exact(target - vec.len());
+/// The room [`Projection::shrink_leaving_room`] leaves in a vector that copies itself whole when
+/// it grows: as much again as its length, and at least `room_min`.
+fn vec_room(len: usize, room_min: usize) -> usize {
+    len.max(room_min)
 }
 
 /// Heap bytes of one graph node: its weight and its two edge-list heads.
 const NODE_BYTES: usize = size_of::<PackedNode>() + 8;
 /// Heap bytes of one graph edge: its weight, its two ends and its two next-edge links.
 const EDGE_BYTES: usize = size_of::<PackedEdge>() + 16;
-/// Heap bytes of one entry of the shared-types table: key, value and control byte.
-const SHARED_TYPE_BYTES: usize = size_of::<(u64, u32)>() + 1;
 
 impl Projection {
     /// Releases spare capacity (vector growth slack) after a bulk load such as a replay. Appends
@@ -181,32 +200,39 @@ impl Projection {
         self.aliases.shrink_to_fit();
     }
 
-    /// [`Projection::shrink_to_fit`], but leaving room for an eighth more of everything
-    /// ([`GROWTH_ROOM_DIVISOR`]) before anything has to grow again. What the engine calls after
-    /// loading: a structure grows by doubling, which copies it whole under the engine's write lock,
-    /// so a projection shrunk to fit would stall every request for the copy of all of it (0.7 s at
-    /// 6M identities) on the first new identity after a restart. The room is address space, not
-    /// resident memory, until it is written (the hash tables excepted, which are written whole).
+    /// [`Projection::shrink_to_fit`], but leaving room to grow without a stall: what the engine
+    /// calls after loading, before it serves requests. The graph's node and edge vectors and the
+    /// alias records, which copy themselves whole when they grow, get room for as many again as
+    /// they hold and at least [`GRAPH_NODES_ROOM_MIN`], [`GRAPH_EDGES_ROOM_MIN`] and
+    /// [`ALIASES_ROOM_MIN`] more (address space, not resident memory, until written: a copy of the
+    /// graph under the engine's write lock took 0.2-0.4 s at 5-9M identities). The hash tables keep
+    /// room for an eighth more ([`GROWTH_ROOM_DIVISOR`]) and grow incrementally from there; the
+    /// chunked structures need no room.
     pub fn shrink_leaving_room(&mut self) {
         fn room(len: usize) -> usize {
             len / GROWTH_ROOM_DIVISOR + 16
         }
         let (n_nodes, n_edges) = (self.graph.node_count(), self.graph.edge_count());
         let (node_capacity, edge_capacity) = self.graph.capacity();
-        if node_capacity > n_nodes + room(n_nodes) {
+        let nodes_room = vec_room(n_nodes, GRAPH_NODES_ROOM_MIN);
+        if node_capacity > n_nodes + nodes_room * 2 {
             self.graph.shrink_to_fit_nodes();
         }
-        self.graph.reserve_exact_nodes(room(n_nodes));
-        if edge_capacity > n_edges + room(n_edges) {
+        self.graph.reserve_exact_nodes(nodes_room);
+        let edges_room = vec_room(n_edges, GRAPH_EDGES_ROOM_MIN);
+        if edge_capacity > n_edges + edges_room * 2 {
             self.graph.shrink_to_fit_edges();
         }
-        self.graph.reserve_exact_edges(room(n_edges));
+        self.graph.reserve_exact_edges(edges_room);
+        let aliases_room = vec_room(self.aliases.len(), ALIASES_ROOM_MIN);
+        if self.aliases.capacity() > self.aliases.len() + aliases_room * 2 {
+            self.aliases.shrink_to_fit();
+        }
+        self.aliases.reserve_exact(aliases_room);
         self.interner.shrink_leaving_room(room);
-        fit_vec(&mut self.profiles, room);
+        self.profiles.shrink_to_fit();
         self.mpid_index.shrink_to_hold(self.mpid_index.len() + room(self.mpid_index.len()));
-        let n_shared = self.shared_types.len();
-        self.shared_types.shrink_to(n_shared + room(n_shared));
-        fit_vec(&mut self.aliases, room);
+        self.shared_types.shrink_leaving_room(room);
     }
 
     /// How big the structures that grow with the log are: what [`Projection::reserve_for`] takes.
@@ -229,13 +255,13 @@ impl Projection {
         let more = |target: usize, now: usize| target.saturating_sub(now);
         self.graph.reserve_exact_nodes(more(sizes.nodes, self.graph.node_count()));
         self.graph.reserve_exact_edges(more(sizes.edges, self.graph.edge_count()));
-        // The hash tables are written whole: a guess too large would be resident memory, so they
-        // grow at most fourfold here and double from there.
+        // A hash table's slots land all over it, so its chunks are soon all written: a guess too
+        // large would be resident memory, so they grow at most fourfold here and double (one
+        // bounded step per insert) from there.
         let table_max = |now: usize| now.saturating_mul(TABLE_RESERVE_FACTOR_MAX).max(1 << 16);
         let identities = sizes.identities.min(table_max(self.interner.len()));
-        self.interner.reserve_for(identities, sizes.identity_bytes);
-        // Only an optimisation: if the room cannot be had, the vector grows as it would have.
-        let _ = self.profiles.try_reserve_exact(more(sizes.profiles, self.profiles.len()));
+        self.interner.reserve_for(identities);
+        // The interner's arena and the profiles grow by chunks that never move: nothing to reserve.
         let profiles = sizes.profiles.min(table_max(self.mpid_index.len()));
         if profiles > self.mpid_index.capacity() * 3 / 4 {
             self.mpid_index.shrink_to_hold(profiles);
@@ -285,9 +311,15 @@ impl Projection {
                 "profiles",
                 vec_len(self.profiles.len(), self.profiles.capacity()) * size_of::<Profile>(),
             ),
-            // Hash tables are written whole, so they count by capacity either way.
-            ("mpid index", self.mpid_index.capacity() * size_of::<u64>()),
-            ("shared types", self.shared_types.capacity() * SHARED_TYPE_BYTES),
+            // Hash tables count the chunks written, either way.
+            ("mpid index", self.mpid_index.heap_bytes()),
+            (
+                "shared types",
+                match held {
+                    Held::Capacity => self.shared_types.heap_bytes(),
+                    Held::Written => self.shared_types.heap_bytes_in_use(),
+                },
+            ),
             (
                 "aliases",
                 vec_len(self.aliases.len(), self.aliases.capacity()) * size_of::<AliasRecord>(),
@@ -321,8 +353,9 @@ mod tests {
         roomy.shrink_leaving_room();
         let (nodes, edges) = (roomy.graph.node_count(), roomy.graph.edge_count());
         let room = |n: usize| n + n / GROWTH_ROOM_DIVISOR;
-        assert!(roomy.graph.capacity().0 >= room(nodes) && roomy.graph.capacity().1 >= room(edges));
-        assert!(roomy.profiles.capacity() >= room(roomy.profiles.len()));
+        assert!(roomy.graph.capacity().0 >= nodes + GRAPH_NODES_ROOM_MIN);
+        assert!(roomy.graph.capacity().1 >= edges + GRAPH_EDGES_ROOM_MIN);
+        assert!(roomy.aliases.capacity() >= roomy.aliases.len() + ALIASES_ROOM_MIN);
         assert!(roomy.mpid_index.capacity() * 3 >= room(roomy.n_profiles()) * 4);
         assert!(roomy.interner.table_capacity() * 3 >= room(roomy.n_identities()) * 4);
         for (idx, entry) in entries.iter().enumerate().skip(5_000) {
@@ -359,7 +392,6 @@ mod tests {
         assert!(
             reserved.graph.capacity().0 >= end.nodes && reserved.graph.capacity().1 >= end.edges
         );
-        assert!(reserved.profiles.capacity() >= end.profiles);
         assert!(reserved.interner.table_capacity() * 3 >= end.identities * 4);
         for (idx, entry) in entries.iter().enumerate().skip(1_000) {
             reserved.apply(Seq(idx as u64 + 1), entry).unwrap();

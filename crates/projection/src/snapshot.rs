@@ -222,7 +222,7 @@ impl Projection {
             w.str(key.value);
         }
         w.count(self.profiles.len());
-        for profile in &self.profiles {
+        for profile in self.profiles.iter() {
             w.i64(profile.mpid.get());
             w.u16(profile.world.0);
             w.i64(profile.created.0);
