@@ -399,6 +399,26 @@ fn acknowledged_appends_survive_sigkill() {
     assert!(n_acked_total > 0, "the child never acknowledged an append");
 }
 
+/// The same, starting from a format-1 log: the child's open upgrades it (in place, `meta` only)
+/// and its appends are commit groups after the format-1 records; a kill at any point, the
+/// upgrade included, loses neither the old records nor an acknowledged group.
+#[test]
+fn acknowledged_appends_survive_sigkill_across_the_format_1_upgrade() {
+    if std::env::var(CHILD_DIR_VAR).is_ok() {
+        return;
+    }
+    let old: Vec<Entry> = (0..500).map(|n| entry(n, 0)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    Log::create_format_1_for_tests(dir.path(), &old).unwrap();
+    for round in 0..5 {
+        crash_round(dir.path(), 0xF0_0000 + round);
+        let log = Log::open(dir.path()).unwrap();
+        assert!(log.last_seq() >= Seq(500));
+        let read = log.read_range(Seq(1), 500).unwrap();
+        assert_eq!(read.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), old, "round {round}");
+    }
+}
+
 /// Entries over small pools of profiles, identities and scopes, so that index subjects repeat.
 fn varied_entries(n: usize, seed: u64) -> Vec<Entry> {
     let mut rng = seed;
