@@ -55,7 +55,8 @@ pub use crate::generator::{Generator, WorkloadStats};
 pub use crate::jsonl::{ReadError, ReadErrorKind, Reader, read_jsonl_line, write_jsonl};
 pub use crate::request::{LineRef, Op, WorkloadRequest};
 pub use crate::runner::{
-    LATENCY_US_MAX, Outcome, Ready, Report, Resources, RunOptions, RunStats, Target, run,
+    Chunk, Feed, LATENCY_US_MAX, Multiplexed, Outcome, Ready, Report, Resources, RunOptions,
+    RunStats, Target, run, run_multiplexed,
 };
 pub use crate::spec::{
     Mix, Platforms, REQUESTS_MAX, SpecError, USERS_MAX, WorkloadSpec, ZIPF_EXPONENT_MAX,

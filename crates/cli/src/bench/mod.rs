@@ -5,13 +5,17 @@
 //! standard suite.
 //!
 //! The runner itself (chunking and pipelining, resolving references through the MPID book,
-//! counting, latencies, the report's table and JSON) is `idgraph_workload::run`, generic over a
-//! `Target`. This module is the command around it: flags and the suite (here), the two targets
-//! (`in_process.rs`, `http.rs`) and what is measured outside the runner (`measure.rs`).
+//! counting, latencies, the report's table and JSON) is `idgraph_workload::run` (a thread per
+//! client, over a `Target`) and `idgraph_workload::run_multiplexed` (clients driven by event
+//! loops, over a `Multiplexed` target). This module is the command around it: flags and the suite
+//! (here), the two targets (`in_process.rs`, a `Target`; `http.rs`, a `Multiplexed` event loop,
+//! with the bytes it writes and reads in `wire.rs`) and what is measured outside the runner
+//! (`measure.rs`).
 
 mod http;
 mod in_process;
 mod measure;
+mod wire;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -20,8 +24,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use idgraph_workload::{
-    Generator, Reader, Report, Resources, RunOptions, RunStats, Target, WorkloadRequest,
-    WorkloadSpec,
+    Generator, Reader, Report, Resources, RunOptions, RunStats, WorkloadRequest, WorkloadSpec,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -54,6 +57,10 @@ pub(crate) struct BenchArgs {
     /// Benchmark an HTTP endpoint (e.g. http://127.0.0.1:8080) instead of the in-process engine.
     #[arg(long)]
     url: Option<String>,
+    /// With --url: threads driving the clients, each an event loop over its share of their
+    /// connections (one is enough to keep a server on the same machine busy).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
     /// API key for --url (HTTP Basic).
     #[arg(long, default_value = "dev-key")]
     api_key: String,
@@ -90,6 +97,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     } else {
         anyhow::ensure!(args.pipeline >= 1, "--pipeline: at least 1");
+        anyhow::ensure!(args.client_threads >= 1, "--client-threads: at least 1");
         reports.push(run_once(&args, run_name(&args))?);
         if !args.json {
             outln!("{}\n{}", Report::HEADER, reports[0].row());
@@ -124,6 +132,7 @@ fn args_clone(args: &BenchArgs) -> BenchArgs {
         clients: args.clients,
         pipeline: args.pipeline,
         url: args.url.clone(),
+        client_threads: args.client_threads,
         api_key: args.api_key.clone(),
         api_secret: args.api_secret.clone(),
         data_dir: args.data_dir.clone(),
@@ -171,7 +180,15 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
         Some(url) => {
             let target = Http::new(url, &args.api_key, &args.api_secret)?;
             let server_cpu_at_start = target.server_cpu_seconds();
-            let stats = measured_run(requests, &target, options, args, total, &mut resources);
+            let stats = measured_run(args, total, &mut resources, |progress| {
+                idgraph_workload::run_multiplexed(
+                    requests,
+                    &target,
+                    options,
+                    args.client_threads,
+                    progress,
+                )
+            });
             resources.server_cpu_seconds = target
                 .server_cpu_seconds()
                 .zip(server_cpu_at_start)
@@ -180,7 +197,9 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
         }
         None => {
             let target = InProcess::open(&data_dir)?;
-            let stats = measured_run(requests, &target, options, args, total, &mut resources);
+            let stats = measured_run(args, total, &mut resources, |progress| {
+                idgraph_workload::run(requests, &target, options, progress)
+            });
             resources.bytes_per_identity = Some(target.bytes_per_identity());
             target.close()?;
             resources.log_bytes = Some(measure::folder_bytes(&data_dir));
@@ -200,14 +219,13 @@ fn run_once(args: &BenchArgs, name: String) -> anyhow::Result<Report> {
     Ok(Report { name, stats, resources })
 }
 
-/// Runs the workload with a progress bar (unless `--quiet`), and the process's CPU time over it.
+/// Runs the workload (`run`, given the progress callback) with a progress bar (unless `--quiet`),
+/// and the process's CPU time over it.
 fn measured_run(
-    requests: Source,
-    target: &impl Target,
-    options: RunOptions,
     args: &BenchArgs,
     total: Option<u64>,
     resources: &mut Resources,
+    run: impl FnOnce(&(dyn Fn(u64) + Sync)) -> RunStats,
 ) -> RunStats {
     let progress =
         if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total.unwrap_or(0)) };
@@ -216,9 +234,7 @@ fn measured_run(
             .expect("valid template"),
     );
     let cpu_at_start = measure::cpu_seconds();
-    let stats = idgraph_workload::run(requests, target, options, &|line| {
-        progress.set_position(line);
-    });
+    let stats = run(&|line| progress.set_position(line));
     resources.cpu_seconds =
         measure::cpu_seconds().zip(cpu_at_start).map(|(end, start)| end - start);
     progress.finish_and_clear();

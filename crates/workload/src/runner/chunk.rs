@@ -5,7 +5,7 @@
 //! references, since that answer cannot be known when the chunk is sent: such a request is held back
 //! for a later chunk.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Display;
 
 use crate::request::WorkloadRequest;
@@ -42,17 +42,17 @@ where
     ) -> Result<Vec<(u64, WorkloadRequest)>, String> {
         let Chunker { requests, line, held } = self;
         let mut chunk: Vec<(u64, WorkloadRequest)> = Vec::with_capacity(n_max);
-        let mut lines = BTreeSet::new();
         let mut deferred = VecDeque::new();
-        let refers_to_chunk = |request: &WorkloadRequest, lines: &BTreeSet<u64>| {
-            request.references().any(|r| lines.contains(&r.line))
+        // The chunk is in line order (held lines are older than any line taken after them), so
+        // whether it holds a line is a binary search.
+        let refers_to_chunk = |request: &WorkloadRequest, chunk: &[(u64, WorkloadRequest)]| {
+            request.references().any(|r| chunk.binary_search_by_key(&r.line, |(l, _)| *l).is_ok())
         };
         while chunk.len() < n_max {
             let Some((held_line, request)) = held.pop_front() else { break };
-            if refers_to_chunk(&request, &lines) {
+            if refers_to_chunk(&request, &chunk) {
                 deferred.push_back((held_line, request));
             } else {
-                lines.insert(held_line);
                 chunk.push((held_line, request));
             }
         }
@@ -60,13 +60,13 @@ where
             let Some(request) = requests.next() else { break };
             *line += 1;
             let request = request.map_err(|err| err.to_string())?;
-            if refers_to_chunk(&request, &lines) {
+            if refers_to_chunk(&request, &chunk) {
                 deferred.push_back((*line, request));
             } else {
-                lines.insert(*line);
                 chunk.push((*line, request));
             }
         }
+        debug_assert!(chunk.is_sorted_by_key(|(l, _)| *l), "a chunk is in line order");
         // Deferred lines go before the rest of the held ones: they are older.
         deferred.extend(held.drain(..));
         *held = deferred;

@@ -13,8 +13,11 @@
 //! about the engine (an architecture invariant), and the CLI is left with flags, targets and
 //! process measurements (CPU time, peak RSS).
 //!
-//! Clients are plain threads: a target's `send` blocks until its answers are known (an in-process
-//! engine call waits for fsync; an HTTP call for the response).
+//! Clients are either plain threads ([`run`]: a target's `send` blocks until its answers are
+//! known, as an in-process engine call waits for fsync) or driven by a [`Multiplexed`] target's
+//! event loop ([`run_multiplexed`]: the HTTP client, where a thread per client would spend more
+//! of the process's CPU on sleeping and waking than on the requests). Both take chunks and
+//! account for them the same way.
 
 mod chunk;
 mod report;
@@ -22,8 +25,10 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::fmt::Display;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -82,6 +87,68 @@ impl<'a> Ready<'a> {
         match self {
             Ready::Identity { request, .. } | Ready::Modify { request, .. } => request,
         }
+    }
+}
+
+/// A target that drives many clients from one thread: an event loop over their connections,
+/// where a blocking thread per client would cost the process a sleep and a wake-up per request.
+/// [`run_multiplexed`] runs it.
+pub trait Multiplexed: Sync {
+    /// Drives `n_clients` clients on the calling thread: each takes a chunk from `feed`, sends it,
+    /// hands its outcomes back with [`Feed::answered`] once all are known, and takes the next,
+    /// until `feed` has none left. Returns once every chunk taken is answered.
+    fn drive(&self, n_clients: usize, feed: &mut dyn Feed);
+}
+
+/// Where a [`Multiplexed`] target's clients take their chunks and return their outcomes: the
+/// runner's chunking, reference resolution, counting and latencies, shared with the other loops.
+pub trait Feed {
+    /// The next chunk to send, with at least one request (`None`: the workload is finished).
+    fn next_chunk(&mut self) -> Option<Chunk>;
+
+    /// Accounts for a chunk taken from this feed: `outcomes` holds one outcome per request of
+    /// [`Chunk::ready`], in order, and is left empty. The chunk's latency ends here.
+    fn answered(&mut self, chunk: Chunk, outcomes: &mut Vec<Outcome>);
+}
+
+/// Consecutive lines a client sends together (one request, or a pipelined batch), their
+/// references resolved, and when the client took them (where their latency starts).
+#[derive(Debug)]
+pub struct Chunk {
+    /// The lines, with their line numbers.
+    lines: Vec<(u64, WorkloadRequest)>,
+    /// How each line's reference resolved, in the same order.
+    resolved: Vec<Resolved>,
+    /// Lines not skipped: the length of [`Chunk::ready`].
+    n_ready: usize,
+    taken: Instant,
+}
+
+/// How a line's reference resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// identify, login, logout, search, with the MPID to send as `previous_mpid` (if any).
+    Identity(Option<Mpid>),
+    /// A modify of this profile.
+    Modify(Mpid),
+    /// A modify whose target has no MPID: not sent.
+    Skipped,
+}
+
+impl Chunk {
+    /// The requests to send, in line order (skipped modifies left out).
+    pub fn ready(&self) -> impl Iterator<Item = Ready<'_>> + '_ {
+        self.lines.iter().zip(&self.resolved).filter_map(|((_, request), resolved)| match *resolved
+        {
+            Resolved::Identity(previous_mpid) => Some(Ready::Identity { request, previous_mpid }),
+            Resolved::Modify(mpid) => Some(Ready::Modify { request, mpid }),
+            Resolved::Skipped => None,
+        })
+    }
+
+    /// How many requests [`Chunk::ready`] gives.
+    pub fn n_ready(&self) -> usize {
+        self.n_ready
     }
 }
 
@@ -145,32 +212,81 @@ const RESOLVED_KEPT: usize = 1 << 16;
 
 /// The references recently sent, by `request_id`: what each resolved to (`None`: sent unresolved,
 /// or, for a modify, skipped). Oldest forgotten first.
+///
+/// A hash table keyed by a 64-bit hash of the id, with the id kept beside its value to confirm a
+/// match: a lookup costs one hash and about one cache miss, where a `BTreeMap` of the ids
+/// compared 36-byte strings down a tree of 65,536 (a tenth of the HTTP bench client's own CPU
+/// time). Two ids with the same hash are not confused: the second is simply not remembered, as if
+/// it had been forgotten.
 #[derive(Debug, Default)]
 struct RecentlyResolved {
-    by_id: BTreeMap<String, Option<Mpid>>,
-    order: VecDeque<String>,
+    // A std `HashMap` (hashbrown inside) with a fixed hasher: it is only probed and removed from
+    // by key, never iterated, so its order cannot reach any result (the reason `clippy.toml`
+    // steers away from it).
+    #[expect(clippy::disallowed_types, reason = "only probed by key, never iterated")]
+    by_hash:
+        std::collections::HashMap<u64, (Box<str>, Option<Mpid>), BuildHasherDefault<Prehashed>>,
+    /// The hashes remembered, oldest first.
+    order: VecDeque<u64>,
 }
 
 impl RecentlyResolved {
+    /// What `request_id` resolved to when it was sent, if it was sent recently.
+    fn get(&self, request_id: &str) -> Option<Option<Mpid>> {
+        match self.by_hash.get(&hash_of(request_id)) {
+            Some((id, resolved)) if **id == *request_id => Some(*resolved),
+            _ => None,
+        }
+    }
+
     fn remember(&mut self, request_id: &str, resolved: Option<Mpid>) {
-        if self.by_id.insert(request_id.to_owned(), resolved).is_none() {
-            self.order.push_back(request_id.to_owned());
+        let hash = hash_of(request_id);
+        if let Entry::Vacant(entry) = self.by_hash.entry(hash) {
+            entry.insert((request_id.into(), resolved));
+            self.order.push_back(hash);
             if self.order.len() > RESOLVED_KEPT
                 && let Some(oldest) = self.order.pop_front()
             {
-                self.by_id.remove(&oldest);
+                self.by_hash.remove(&oldest);
             }
         }
     }
 }
 
+/// A 64-bit hash of a `request_id` (SipHash with fixed keys; it never leaves the process).
+fn hash_of(request_id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(request_id.as_bytes());
+    hasher.finish()
+}
+
+/// The hasher of [`RecentlyResolved`]'s table, whose keys are hashes already: it passes them on.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are `u64`); anything else is folded in.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 /// What the clients share.
-struct Shared<'a, S, T> {
+struct Shared<'a, S> {
     chunker: Mutex<Chunker<S>>,
     /// The book and the references recently resolved, under one lock (both are read when a chunk
     /// is resolved).
     book: Mutex<(MpidBook, RecentlyResolved)>,
-    target: &'a T,
     options: RunOptions,
     progress: &'a (dyn Fn(u64) + Sync),
     /// Answered, rejected, skipped, failed.
@@ -180,8 +296,8 @@ struct Shared<'a, S, T> {
 }
 
 /// Replays `requests` (in line order, line 1 first) against `target` with `options.clients`
-/// clients, and says what happened. `progress` is told the line number of every 1,024th line
-/// answered.
+/// clients, one thread each, and says what happened. `progress` is told the line number of every
+/// 1,024th line answered.
 pub fn run<S, E, T>(
     requests: S,
     target: &T,
@@ -193,10 +309,52 @@ where
     E: Display,
     T: Target,
 {
+    let n_clients = options.clients.max(1);
+    run_on_threads(requests, options, progress, n_clients, |shared, _| shared.client(target))
+}
+
+/// Replays `requests` like [`run`], but with every client driven by `target` on one of `n_loops`
+/// threads (an event loop each, its share of `options.clients` clients).
+pub fn run_multiplexed<S, E, M>(
+    requests: S,
+    target: &M,
+    options: RunOptions,
+    n_loops: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> RunStats
+where
+    S: Iterator<Item = Result<WorkloadRequest, E>> + Send,
+    E: Display,
+    M: Multiplexed,
+{
+    let n_clients = options.clients.max(1);
+    let n_loops = n_loops.clamp(1, n_clients);
+    run_on_threads(requests, options, progress, n_loops, |shared, loop_idx| {
+        let mut feed = LoopFeed { shared, histogram: new_histogram() };
+        // Clients are dealt to the loops as evenly as possible.
+        let n_mine = n_clients / n_loops + usize::from(loop_idx < n_clients % n_loops);
+        target.drive(n_mine, &mut feed);
+        feed.histogram
+    })
+}
+
+/// Runs `thread(shared, idx)` on `n_threads` threads, each returning its latencies, and gathers
+/// what they measured.
+fn run_on_threads<S, E, F>(
+    requests: S,
+    options: RunOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    n_threads: usize,
+    thread: F,
+) -> RunStats
+where
+    S: Iterator<Item = Result<WorkloadRequest, E>> + Send,
+    E: Display,
+    F: Fn(&Shared<'_, S>, usize) -> Histogram<u64> + Sync,
+{
     let shared = Shared {
         chunker: Mutex::new(Chunker::new(requests)),
         book: Mutex::new((MpidBook::new(), RecentlyResolved::default())),
-        target,
         options,
         progress,
         counters: Default::default(),
@@ -205,9 +363,13 @@ where
     };
     let started = Instant::now();
     let histograms: Vec<Histogram<u64>> = std::thread::scope(|scope| {
-        let clients: Vec<_> =
-            (0..options.clients.max(1)).map(|_| scope.spawn(|| shared.client())).collect();
-        clients.into_iter().map(|client| client.join().expect("client thread")).collect()
+        let threads: Vec<_> = (0..n_threads)
+            .map(|idx| {
+                let (shared, thread) = (&shared, &thread);
+                scope.spawn(move || thread(shared, idx))
+            })
+            .collect();
+        threads.into_iter().map(|client| client.join().expect("client thread")).collect()
     });
     let seconds = started.elapsed().as_secs_f64();
     let mut latency = new_histogram();
@@ -231,52 +393,115 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid bounds")
 }
 
-impl<S, E, T> Shared<'_, S, T>
+/// One event loop's view of the run: chunks out, outcomes in, and its latencies.
+struct LoopFeed<'s, 'a, S> {
+    shared: &'s Shared<'a, S>,
+    histogram: Histogram<u64>,
+}
+
+impl<S, E> Feed for LoopFeed<'_, '_, S>
 where
     S: Iterator<Item = Result<WorkloadRequest, E>>,
     E: Display,
-    T: Target,
 {
-    /// One client: takes chunks until the workload ends, and returns its latencies.
-    fn client(&self) -> Histogram<u64> {
-        let mut histogram = new_histogram();
-        let mut client = self.target.client();
+    fn next_chunk(&mut self) -> Option<Chunk> {
         loop {
-            let next = self
-                .chunker
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .next_chunk(self.options.pipeline.max(1));
-            let chunk = match next {
-                Ok(chunk) if chunk.is_empty() => break,
-                Ok(chunk) => chunk,
-                Err(message) => {
-                    self.fail(message);
-                    break;
-                }
-            };
-            let sent = Instant::now();
-            let outcomes = self.resolve_and_send(&mut client, &chunk);
-            let micros = sent.elapsed().as_micros().max(1) as u64;
-            self.book_answers(&chunk, &outcomes);
-            for ((line, _), outcome) in chunk.iter().zip(outcomes) {
-                histogram.saturating_record(micros);
-                let counter = match outcome {
-                    Some(Outcome::Answered(_)) => 0,
-                    Some(Outcome::Rejected) => 1,
-                    None => 2,
-                    Some(Outcome::Failed(message)) => {
-                        self.fail(message);
-                        3
-                    }
-                };
-                self.counters[counter].fetch_add(1, Ordering::Relaxed);
-                if line % 1024 == 0 {
-                    (self.progress)(*line);
-                }
+            let chunk = self.shared.take()?;
+            if chunk.n_ready > 0 {
+                return Some(chunk);
             }
+            // Nothing to send (every line a skipped modify): accounted for at once, as a client
+            // thread does.
+            self.shared.account(chunk, std::iter::empty(), &mut self.histogram);
+        }
+    }
+
+    fn answered(&mut self, chunk: Chunk, outcomes: &mut Vec<Outcome>) {
+        self.shared.account(chunk, outcomes.drain(..), &mut self.histogram);
+    }
+}
+
+impl<S, E> Shared<'_, S>
+where
+    S: Iterator<Item = Result<WorkloadRequest, E>>,
+    E: Display,
+{
+    /// One client thread: takes chunks until the workload ends, and returns its latencies.
+    fn client<T: Target>(&self, target: &T) -> Histogram<u64> {
+        let mut histogram = new_histogram();
+        let mut client = target.client();
+        while let Some(chunk) = self.take() {
+            let outcomes = {
+                let ready: Vec<Ready<'_>> = chunk.ready().collect();
+                if ready.is_empty() { Vec::new() } else { target.send(&mut client, &ready) }
+            };
+            self.account(chunk, outcomes.into_iter(), &mut histogram);
         }
         histogram
+    }
+
+    /// The next chunk, its references resolved (`None`: the workload is finished, or could not be
+    /// read). Its latency starts here, once it is taken from the workload.
+    fn take(&self) -> Option<Chunk> {
+        let next = self
+            .chunker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_chunk(self.options.pipeline.max(1));
+        let lines = match next {
+            Ok(lines) if lines.is_empty() => return None,
+            Ok(lines) => lines,
+            Err(message) => {
+                self.fail(message);
+                return None;
+            }
+        };
+        let taken = Instant::now();
+        let resolved: Vec<Resolved> = {
+            let mut guard = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            let (book, recent) = &mut *guard;
+            lines.iter().map(|(_, request)| self.resolve(book, recent, request)).collect()
+        };
+        let n_ready = resolved.iter().filter(|resolved| **resolved != Resolved::Skipped).count();
+        Some(Chunk { lines, resolved, n_ready, taken })
+    }
+
+    /// Accounts for a chunk: its latency (from when it was taken to now) for every line, the MPID
+    /// each line answered with, and its outcomes (one per request sent, in order).
+    fn account(
+        &self,
+        chunk: Chunk,
+        outcomes: impl Iterator<Item = Outcome>,
+        histogram: &mut Histogram<u64>,
+    ) {
+        let micros = chunk.taken.elapsed().as_micros().max(1) as u64;
+        let mut outcomes = outcomes.fuse();
+        let per_line: Vec<Option<Outcome>> = chunk
+            .resolved
+            .iter()
+            .map(|resolved| match resolved {
+                Resolved::Skipped => None,
+                _ => Some(outcomes.next().expect("a target answers every request it is sent")),
+            })
+            .collect();
+        assert!(outcomes.next().is_none(), "a target answers every request once");
+        self.book_answers(&chunk.lines, &per_line);
+        for ((line, _), outcome) in chunk.lines.iter().zip(per_line) {
+            histogram.saturating_record(micros);
+            let counter = match outcome {
+                Some(Outcome::Answered(_)) => 0,
+                Some(Outcome::Rejected) => 1,
+                None => 2,
+                Some(Outcome::Failed(message)) => {
+                    self.fail(message);
+                    3
+                }
+            };
+            self.counters[counter].fetch_add(1, Ordering::Relaxed);
+            if line % 1024 == 0 {
+                (self.progress)(*line);
+            }
+        }
     }
 
     /// Records the MPID each line of the chunk answered with (none for a rejected, skipped or
@@ -293,40 +518,20 @@ where
         }
     }
 
-    /// Resolves the chunk's references and sends what can be sent: one outcome per line, `None`
-    /// for a modify skipped because its target has no MPID.
-    fn resolve_and_send(
-        &self,
-        client: &mut T::Client,
-        chunk: &[(u64, WorkloadRequest)],
-    ) -> Vec<Option<Outcome>> {
-        let ready: Vec<Option<Ready<'_>>> = {
-            let mut guard = self.book.lock().unwrap_or_else(|p| p.into_inner());
-            let (book, recent) = &mut *guard;
-            chunk.iter().map(|(_, request)| self.ready(book, recent, request)).collect()
-        };
-        let sendable: Vec<Ready<'_>> = ready.iter().flatten().copied().collect();
-        let mut outcomes =
-            if sendable.is_empty() { Vec::new() } else { self.target.send(client, &sendable) };
-        assert_eq!(outcomes.len(), sendable.len(), "a target answers every request it is sent");
-        outcomes.reverse();
-        ready.iter().map(|ready| ready.and_then(|_| outcomes.pop())).collect()
-    }
-
-    /// The request with its references resolved; `None` for a modify whose target has no MPID.
-    /// A retry of a recently sent request resolves as its original did.
-    fn ready<'r>(
+    /// How the request's reference resolves: [`Resolved::Skipped`] for a modify whose target has
+    /// no MPID. A retry of a recently sent request resolves as its original did.
+    fn resolve(
         &self,
         book: &MpidBook,
         recent: &mut RecentlyResolved,
-        request: &'r WorkloadRequest,
-    ) -> Option<Ready<'r>> {
+        request: &WorkloadRequest,
+    ) -> Resolved {
         let reference = match request.op {
             Op::Modify => request.mpid,
             _ => request.previous_mpid,
         };
-        let resolved = match recent.by_id.get(&request.request_id) {
-            Some(resolved) => *resolved,
+        let resolved = match recent.get(&request.request_id) {
+            Some(resolved) => resolved,
             None => {
                 let resolved = reference.and_then(|reference| match book.resolve(reference) {
                     Ok(mpid) => Some(mpid),
@@ -340,13 +545,11 @@ where
                 resolved
             }
         };
-        Some(match request.op {
-            Op::Modify => {
-                request.mpid?;
-                Ready::Modify { request, mpid: resolved? }
-            }
-            _ => Ready::Identity { request, previous_mpid: resolved },
-        })
+        match (request.op, request.mpid, resolved) {
+            (Op::Modify, Some(_), Some(mpid)) => Resolved::Modify(mpid),
+            (Op::Modify, _, _) => Resolved::Skipped,
+            (_, _, previous_mpid) => Resolved::Identity(previous_mpid),
+        }
     }
 
     fn fail(&self, message: String) {

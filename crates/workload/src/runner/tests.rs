@@ -134,6 +134,7 @@ fn chunks_never_hold_a_line_with_a_line_it_references() {
         if chunk.is_empty() {
             break;
         }
+        assert!(chunk.is_sorted_by_key(|(line, _)| *line), "a chunk is in line order");
         let in_chunk: BTreeSet<u64> = chunk.iter().map(|(line, _)| *line).collect();
         for (line, request) in &chunk {
             assert!(request.references().all(|r| !in_chunk.contains(&r.line)), "line {line}");
@@ -248,6 +249,87 @@ fn a_retry_is_sent_with_the_references_its_original_was_sent_with() {
         lines.iter().cloned().map(Ok::<_, String>),
         &target,
         RunOptions { clients: 4, pipeline: 32 },
+        &|_| {},
+    );
+    assert!(stats.unresolved > 100, "references in flight: {}", stats.unresolved);
+    assert!(target.n_retries.load(Ordering::Relaxed) > 1_000);
+    assert_eq!(target.n_changed.load(Ordering::Relaxed), 0, "retries sent with other references");
+}
+
+/// A multiplexed double: drives its clients from one thread, answering the chunks in flight in an
+/// order that is not the order they were taken in (every third round, the newest first), through
+/// the thread-per-client double's `send`.
+struct Interleaving<'t, T> {
+    inner: &'t T,
+}
+
+impl<T: Target<Client = ()>> super::Multiplexed for Interleaving<'_, T> {
+    fn drive(&self, n_clients: usize, feed: &mut dyn super::Feed) {
+        let mut in_flight: Vec<super::Chunk> = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut round = 0;
+        loop {
+            while in_flight.len() < n_clients {
+                let Some(chunk) = feed.next_chunk() else { break };
+                assert!(chunk.n_ready() > 0, "a feed hands out only chunks with something to send");
+                in_flight.push(chunk);
+            }
+            if in_flight.is_empty() {
+                return;
+            }
+            round += 1;
+            let chunk = if round % 3 == 0 { in_flight.pop() } else { Some(in_flight.remove(0)) };
+            let chunk = chunk.expect("not empty");
+            let ready: Vec<Ready<'_>> = chunk.ready().collect();
+            assert_eq!(ready.len(), chunk.n_ready());
+            outcomes.extend(self.inner.send(&mut (), &ready));
+            drop(ready);
+            feed.answered(chunk, &mut outcomes);
+            assert!(outcomes.is_empty(), "the feed takes the outcomes");
+        }
+    }
+}
+
+#[test]
+fn multiplexed_clients_resolve_what_was_answered() {
+    let lines = workload(5_000);
+    for (clients, pipeline, n_loops) in [(1, 1, 1), (16, 1, 1), (16, 1, 2), (4, 32, 3)] {
+        let target = Double::new(&lines, true);
+        let requests = lines.iter().cloned().map(Ok::<_, String>);
+        let options = RunOptions { clients, pipeline };
+        let multiplexed = Interleaving { inner: &target };
+        let stats = super::run_multiplexed(requests, &multiplexed, options, n_loops, &|_| {});
+        assert_eq!(stats.requests(), lines.len() as u64, "every line is accounted for");
+        assert_eq!(stats.latency.len(), lines.len() as u64, "one latency per line");
+        assert_eq!(target.n_wrong.load(Ordering::Relaxed), 0, "references resolve to their line");
+        assert_eq!(stats.answered + stats.skipped, lines.len() as u64);
+        assert_eq!(target.n_sent.load(Ordering::Relaxed), stats.answered);
+        if clients == 1 {
+            assert_eq!((stats.unresolved, stats.skipped), (0, 0), "one client resolves everything");
+        }
+    }
+}
+
+#[test]
+fn multiplexed_retries_are_sent_with_their_originals_references() {
+    let spec = WorkloadSpec {
+        seed: 6,
+        requests: 20_000,
+        users: 300,
+        repeat_request_id_rate: 0.1,
+        ..WorkloadSpec::default()
+    };
+    let lines: Vec<WorkloadRequest> = Generator::new(&spec).unwrap().collect();
+    let target = RetryChecker {
+        sent: Default::default(),
+        n_retries: AtomicU64::new(0),
+        n_changed: AtomicU64::new(0),
+    };
+    let stats = super::run_multiplexed(
+        lines.iter().cloned().map(Ok::<_, String>),
+        &Interleaving { inner: &target },
+        RunOptions { clients: 16, pipeline: 8 },
+        1,
         &|_| {},
     );
     assert!(stats.unresolved > 100, "references in flight: {}", stats.unresolved);
