@@ -7,8 +7,9 @@
 #   scripts/cluster.sh down [DIR]   stop them (data stays in DIR; delete it to start afresh)
 #
 # DIR defaults to ./idgraph-cluster. Each node runs under a small supervisor loop that starts it
-# again when it exits with status 75 (a writer that stepped down comes back as a follower), as a
-# service manager would (systemd: RestartForceExitStatus=75).
+# again when it exits with status 75 (a writer that stepped down comes back as a follower) and,
+# after a second, when it fails otherwise (NATS unreachable for long, say), as a service manager
+# would (systemd: Restart=on-failure, RestartForceExitStatus=75); `down` stops it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 command="${1:-}"
@@ -59,16 +60,22 @@ allow_key_only = true
 nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
 node = "$node"
 TOML
-  # The supervisor: restarts the node after a step-down (75), stops on anything else.
+  # The supervisor: restarts the node after a step-down (75) at once, after a failure in a
+  # second; stops when the node stopped cleanly (0) or was stopped by `down` (SIGTERM).
   (
+    trap 'kill "$(cat "$dir/$node.pid")" 2>/dev/null; exit 0' TERM
     while true; do
       "$bin" serve --config "$dir/$node.toml" >>"$dir/$node.log" 2>&1 &
       echo $! >"$dir/$node.pid"
       status=0
       wait $! || status=$?
-      [ "$status" -eq 75 ] || exit "$status"
+      case "$status" in
+        0) exit 0 ;;
+        75) ;;
+        *) sleep 1 ;;
+      esac
     done
-  ) &
+  ) >/dev/null 2>&1 &
   echo $! >"$dir/$node.supervisor.pid"
 done
 for i in "${!nodes[@]}"; do

@@ -150,7 +150,10 @@ impl Cluster {
     /// when it misses one or its server fails), so no sequence is skipped or repeated.
     ///
     /// A [`ClusterError::Corrupt`] item (a message that is not a group, or a skipped sequence)
-    /// is final; after a [`ClusterError::Nats`] item the stream goes on.
+    /// is final; after a [`ClusterError::Nats`] item the stream goes on. Messages delivered
+    /// again (the client library restarts a failed ordered consumer from the stream's start) are
+    /// skipped. A reader that sees no progress while the stream grows should read again from its
+    /// position: the library notices a consumer lost with its server only after missed heartbeats.
     pub async fn read_from(
         &self,
         from: u64,
@@ -173,19 +176,28 @@ impl Cluster {
         let messages =
             consumer.messages().await.map_err(|err| ClusterError::nats("read the log", err))?;
         let mut next = from;
-        Ok(messages.map(move |message| {
-            let message = message.map_err(|err| ClusterError::nats("read the log", err))?;
-            let info = message.info().map_err(|err| ClusterError::nats("read the log", err))?;
-            let stream_seq = info.stream_sequence;
-            if stream_seq != next {
-                return Err(ClusterError::Corrupt {
-                    stream_seq,
-                    reason: format!("expected stream sequence {next} next"),
-                });
-            }
-            let committed = decode(stream_seq, message.headers.as_ref(), &message.payload)?;
-            next += 1;
-            Ok(committed)
+        Ok(messages.filter_map(move |message| {
+            let item = (|| {
+                let message = message.map_err(|err| ClusterError::nats("read the log", err))?;
+                let info = message.info().map_err(|err| ClusterError::nats("read the log", err))?;
+                let stream_seq = info.stream_sequence;
+                // async-nats recreates an ordered consumer that failed before delivering anything
+                // from the stream's start (DeliverPolicy::All), whatever it was asked: what was
+                // delivered already comes again, and is skipped.
+                if stream_seq < next {
+                    return Ok(None);
+                }
+                if stream_seq != next {
+                    return Err(ClusterError::Corrupt {
+                        stream_seq,
+                        reason: format!("expected stream sequence {next} next"),
+                    });
+                }
+                let committed = decode(stream_seq, message.headers.as_ref(), &message.payload)?;
+                next += 1;
+                Ok(Some(committed))
+            })();
+            std::future::ready(item.transpose())
         }))
     }
 }

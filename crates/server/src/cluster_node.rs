@@ -67,6 +67,13 @@ pub const EXIT_STEPPED_DOWN: i32 = 75;
 /// How often a follower looks at the lease.
 const LEASE_POLL: Duration = Duration::from_millis(500);
 
+/// How long a follower waits for the next group before it checks whether the stream grew (and,
+/// if it did, reads again from its position).
+const FOLLOW_STALL: Duration = Duration::from_secs(2);
+
+/// Attempts in a row to read the stream that may fail before the node gives up.
+const FOLLOW_FAILURES_MAX: u32 = 60;
+
 /// How long a publish is retried through a stream leader election before the writer gives up.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
 
@@ -97,28 +104,16 @@ impl ClusterNode {
             tokio::task::spawn_blocking(move || engine.log().record_count()).await??
         };
         let local_last = engine.log().last_seq();
-        let stream_last = cluster.last_stream_seq().await?;
-        if n_records > stream_last {
-            anyhow::bail!(
-                "the local log holds {n_records} records but the stream {} only {stream_last}: \
-                 this data folder does not belong to this cluster (start it empty)",
-                cluster.config().stream
-            );
-        }
-        if n_records > 0 {
-            // The stream's group at our position must end where our log ends.
-            let mut at = cluster.read_from(n_records).await?;
-            let group = match at.next().await {
-                Some(group) => group?,
-                None => anyhow::bail!("the stream ended while reading group {n_records}"),
-            };
-            if group.group.last_seq != local_last.0 {
-                anyhow::bail!(
-                    "the local log ends at sequence {local_last} after {n_records} records, but \
-                     group {n_records} of the stream ends at {}: this data folder does not belong \
-                     to this cluster (start it empty)",
-                    group.group.last_seq
-                );
+        let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+        loop {
+            match check_prefix(&cluster, n_records, local_last).await {
+                Err(ClusterError::Nats { operation, source })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(operation, error = %source, "checking the stream; retrying");
+                    tokio::time::sleep(LEASE_POLL).await;
+                }
+                res => break res?,
             }
         }
         Ok(Arc::new(ClusterNode {
@@ -171,16 +166,25 @@ impl ClusterNode {
                     _ => Err(anyhow::anyhow!("following the stream stopped")),
                 };
             }
-            if self.role() != Role::Follower || self.cluster.lease_holder().await?.is_some() {
-                continue;
-            }
-            let lease = match self.cluster.acquire_lease().await? {
-                Acquired::Won(lease) => lease,
-                Acquired::Held { .. } => continue,
+            let lease = match self.try_lease().await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                // A leader election of the bucket or the stream: try again at the next poll.
+                Err(ClusterError::Nats { operation, source }) => {
+                    tracing::debug!(operation, error = %source, "lease poll failed; retrying");
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
             };
             // Caught up to the end of the stream as it is now: another writer may still append
             // (a stale one), and then our first publish is fenced and we start over.
-            let tail = self.cluster.last_stream_seq().await?;
+            let tail = loop {
+                match self.cluster.last_stream_seq().await {
+                    Ok(tail) => break tail,
+                    Err(ClusterError::Nats { .. }) => tokio::time::sleep(LEASE_POLL / 5).await,
+                    Err(err) => return Err(err.into()),
+                }
+            };
             let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
             while self.stream_seq.load(Ordering::Acquire) < tail {
                 if tokio::time::Instant::now() > deadline {
@@ -209,6 +213,17 @@ impl ClusterNode {
         }
     }
 
+    /// The lease, if this node is a caught-up follower and nobody holds it.
+    async fn try_lease(&self) -> Result<Option<idgraph_cluster::Lease>, ClusterError> {
+        if self.role() != Role::Follower || self.cluster.lease_holder().await?.is_some() {
+            return Ok(None);
+        }
+        match self.cluster.acquire_lease().await? {
+            Acquired::Won(lease) => Ok(Some(lease)),
+            Acquired::Held { .. } => Ok(None),
+        }
+    }
+
     /// [`ClusterNode::run`], exiting the process (status 1) on the error that stopped it: a node
     /// that cannot follow the stream must not go on answering from a stale graph.
     pub async fn run_or_exit(self: Arc<ClusterNode>) {
@@ -229,37 +244,131 @@ impl ClusterNode {
     }
 
     /// Applies the stream's groups from this node's position on, in order; says `follower` once
-    /// the backlog found at start is applied.
+    /// the backlog found at start is applied. Reads again from its position whenever the reader
+    /// fails or stalls while the stream has grown (a consumer lost with its server is noticed by
+    /// the client library only after missed heartbeats).
     async fn follow(self: Arc<ClusterNode>) -> anyhow::Result<()> {
-        let backlog_end = self.cluster.last_stream_seq().await?;
-        if self.stream_seq.load(Ordering::Acquire) >= backlog_end {
-            self.role.store(Role::Follower as u8, Ordering::Release);
-        }
-        let from = self.stream_seq.load(Ordering::Acquire) + 1;
-        let mut groups = self.cluster.read_from(from).await?;
-        while let Some(item) = groups.next().await {
-            let committed = match item {
-                Ok(committed) => committed,
-                Err(ClusterError::Nats { .. }) => continue,
+        let mut backlog_end = None;
+        let mut n_failures = 0u32;
+        loop {
+            if n_failures > FOLLOW_FAILURES_MAX {
+                anyhow::bail!("cannot read the stream: {n_failures} attempts in a row failed");
+            }
+            if n_failures > 0 {
+                tokio::time::sleep(FOLLOW_STALL / 4).await;
+            }
+            let end = match backlog_end {
+                Some(end) => end,
+                None => match self.cluster.last_stream_seq().await {
+                    Ok(end) => *backlog_end.insert(end),
+                    Err(ClusterError::Nats { .. }) => {
+                        n_failures += 1;
+                        continue;
+                    }
+                    Err(err) => return Err(err.into()),
+                },
+            };
+            self.note_caught_up(end);
+            let from = self.stream_seq.load(Ordering::Acquire) + 1;
+            let mut groups = match self.cluster.read_from(from).await {
+                Ok(groups) => groups,
+                Err(ClusterError::Nats { .. }) => {
+                    n_failures += 1;
+                    continue;
+                }
                 Err(err) => return Err(err.into()),
             };
-            let engine = Arc::clone(&self.engine);
-            let Group { first_seq, bytes, .. } = committed.group;
-            tokio::task::spawn_blocking(move || engine.apply_replicated(Seq(first_seq), &bytes))
+            loop {
+                let item = match tokio::time::timeout(FOLLOW_STALL, groups.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Nothing new: fine if the stream did not grow either.
+                        let position = self.stream_seq.load(Ordering::Acquire);
+                        match self.cluster.last_stream_seq().await {
+                            Ok(tail) if tail <= position => continue,
+                            _ => break,
+                        }
+                    }
+                };
+                let committed = match item {
+                    Ok(committed) => committed,
+                    Err(ClusterError::Nats { .. }) => continue,
+                    Err(ClusterError::Corrupt { stream_seq, reason }) => {
+                        tracing::warn!(stream_seq, %reason, "reading the stream again");
+                        break;
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                let position = self.stream_seq.load(Ordering::Acquire);
+                if committed.stream_seq <= position {
+                    continue;
+                }
+                let engine = Arc::clone(&self.engine);
+                let Group { first_seq, bytes, .. } = committed.group;
+                tokio::task::spawn_blocking(move || {
+                    engine.apply_replicated(Seq(first_seq), &bytes)
+                })
                 .await??;
-            self.stream_seq.store(committed.stream_seq, Ordering::Release);
-            if committed.stream_seq >= backlog_end && self.role() == Role::CatchingUp {
-                self.role.store(Role::Follower as u8, Ordering::Release);
-                tracing::info!(stream_seq = committed.stream_seq, "caught up: following");
+                self.stream_seq.store(committed.stream_seq, Ordering::Release);
+                n_failures = 0;
+                self.note_caught_up(end);
             }
+            n_failures += 1;
         }
-        Err(anyhow::anyhow!("the stream of groups ended"))
+    }
+
+    /// Says `follower` once the backlog found at start is applied.
+    fn note_caught_up(&self, backlog_end: u64) {
+        let position = self.stream_seq.load(Ordering::Acquire);
+        if position >= backlog_end && self.role() == Role::CatchingUp {
+            self.role.store(Role::Follower as u8, Ordering::Release);
+            tracing::info!(stream_seq = position, "caught up: following");
+        }
     }
 
     /// The node's advertised URL.
     pub fn url(&self) -> &str {
         &self.url
     }
+}
+
+/// Checks that a local log of `n_records` records ending at `local_last` is a prefix of the
+/// stream: [`ClusterError::Config`] if not (this folder belongs elsewhere).
+async fn check_prefix(
+    cluster: &Cluster,
+    n_records: u64,
+    local_last: Seq,
+) -> Result<(), ClusterError> {
+    let stream_last = cluster.last_stream_seq().await?;
+    let elsewhere = |what: String| ClusterError::Config {
+        message: format!(
+            "{what}: this data folder does not belong to this cluster (start it empty)"
+        ),
+    };
+    if n_records > stream_last {
+        return Err(elsewhere(format!(
+            "the local log holds {n_records} records but the stream {} only {stream_last}",
+            cluster.config().stream
+        )));
+    }
+    if n_records == 0 {
+        return Ok(());
+    }
+    // The stream's group at our position must end where our log ends.
+    let mut at = cluster.read_from(n_records).await?;
+    let group = match at.next().await {
+        Some(group) => group?,
+        None => return Err(elsewhere(format!("the stream ended before group {n_records}"))),
+    };
+    if group.group.last_seq != local_last.0 {
+        return Err(elsewhere(format!(
+            "the local log ends at sequence {local_last} after {n_records} records, but group \
+             {n_records} of the stream ends at {}",
+            group.group.last_seq
+        )));
+    }
+    Ok(())
 }
 
 /// The writer's [`Replicator`]: publishes each record of a group commit as one message, fenced

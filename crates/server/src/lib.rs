@@ -107,7 +107,13 @@ impl AppState {
             metrics: Arc::default(),
             rate_limiter: Arc::default(),
             cluster: None,
-            forwarder: reqwest::Client::new(),
+            // A writer that is paused or gone must not hold the relayed request: the client gets
+            // a 503 and retries (with its request_id, safely).
+            forwarder: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|err| anyhow::anyhow!("cannot build the relay's HTTP client: {err}"))?,
         })
     }
 }
