@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use idgraph_cluster::{Acquired, Cluster, ClusterError, Group};
 use idgraph_engine::Engine;
 use idgraph_log::{GroupRecord, Replicator};
@@ -70,6 +70,9 @@ const LEASE_POLL: Duration = Duration::from_millis(500);
 /// How long a follower waits for the next group before it checks whether the stream grew (and,
 /// if it did, reads again from its position).
 const FOLLOW_STALL: Duration = Duration::from_secs(2);
+
+/// Most groups a follower applies in one blocking-pool task.
+const FOLLOW_BATCH_GROUPS: usize = 512;
 
 /// Attempts in a row to read the stream that may fail before the node gives up.
 const FOLLOW_FAILURES_MAX: u32 = 60;
@@ -291,28 +294,45 @@ impl ClusterNode {
                         }
                     }
                 };
-                let committed = match item {
-                    Ok(committed) => committed,
-                    Err(ClusterError::Nats { .. }) => continue,
-                    Err(ClusterError::Corrupt { stream_seq, reason }) => {
-                        tracing::warn!(stream_seq, %reason, "reading the stream again");
-                        break;
+                // This group and those already delivered behind it, applied in one go (a backlog
+                // is folded in batches, not one blocking-pool hop per group).
+                let mut batch = Vec::new();
+                let mut next = Some(item);
+                let mut reread = false;
+                while let Some(item) = next.take() {
+                    match item {
+                        Ok(committed) => batch.push(committed),
+                        Err(ClusterError::Nats { .. }) => {}
+                        Err(ClusterError::Corrupt { stream_seq, reason }) => {
+                            tracing::warn!(stream_seq, %reason, "reading the stream again");
+                            reread = true;
+                            break;
+                        }
+                        Err(err) => return Err(err.into()),
                     }
-                    Err(err) => return Err(err.into()),
-                };
-                let position = self.stream_seq.load(Ordering::Acquire);
-                if committed.stream_seq <= position {
-                    continue;
+                    if batch.len() < FOLLOW_BATCH_GROUPS {
+                        next = groups.next().now_or_never().flatten();
+                    }
                 }
-                let engine = Arc::clone(&self.engine);
-                let Group { first_seq, bytes, .. } = committed.group;
-                tokio::task::spawn_blocking(move || {
-                    engine.apply_replicated(Seq(first_seq), &bytes)
-                })
-                .await??;
-                self.stream_seq.store(committed.stream_seq, Ordering::Release);
-                n_failures = 0;
-                self.note_caught_up(end);
+                let position = self.stream_seq.load(Ordering::Acquire);
+                batch.retain(|committed| committed.stream_seq > position);
+                if let Some(last) = batch.last().map(|committed| committed.stream_seq) {
+                    let engine = Arc::clone(&self.engine);
+                    tokio::task::spawn_blocking(move || {
+                        for committed in batch {
+                            let Group { first_seq, bytes, .. } = committed.group;
+                            engine.apply_replicated(Seq(first_seq), &bytes)?;
+                        }
+                        Ok::<(), idgraph_engine::EngineError>(())
+                    })
+                    .await??;
+                    self.stream_seq.store(last, Ordering::Release);
+                    n_failures = 0;
+                    self.note_caught_up(end);
+                }
+                if reread {
+                    break;
+                }
             }
             n_failures += 1;
         }
