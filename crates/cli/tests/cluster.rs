@@ -34,7 +34,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use load::{Ack, Load};
-use nats::{NatsCluster, StoredGroup, free_ports, nats_server_or_skip};
+use nats::{NatsCluster, NatsClusterExt, StoredGroup, free_ports, nats_server_or_skip};
 use node::{Answer, ClusterSettings, EXIT_STEPPED_DOWN, Health, Node, client, config_toml};
 
 /// Client threads sending logins.
@@ -309,7 +309,7 @@ fn failover_keeps_every_acknowledged_login() {
     let _serial = serial();
     let test_started = Instant::now();
     let dir = TestDir::new();
-    let mut nats = NatsCluster::start(bin, dir.path());
+    let mut nats = NatsCluster::start(bin, &dir.path().join("nats"));
     let settings = ClusterSettings { nats: nats.urls(), stream: "idgraph".to_owned(), replicas: 3 };
     let ports = free_ports(3);
     let mut nodes: Vec<Node> = (0..3)
@@ -473,7 +473,7 @@ fn bad_configuration_fails_at_start_naming_the_problem() {
     let Some(bin) = nats_server_or_skip() else { return };
     let _serial = serial();
     let dir = TestDir::new();
-    let nats = NatsCluster::start(bin, dir.path());
+    let nats = NatsCluster::start(bin, &dir.path().join("nats"));
     let ports = free_ports(4);
 
     // Two nodes with the same name: the second is refused while the first lives.

@@ -61,7 +61,8 @@ impl Role {
     }
 }
 
-/// The exit code of a writer that stepped down: a supervisor starts it again (as a follower).
+/// The exit code of a node that stepped down as the writer or lost its way in the stream
+/// (`EX_TEMPFAIL`): a supervisor starts it again, and it comes back as a follower.
 pub const EXIT_STEPPED_DOWN: i32 = 75;
 
 /// How often a follower looks at the lease.
@@ -227,12 +228,15 @@ impl ClusterNode {
         }
     }
 
-    /// [`ClusterNode::run`], exiting the process (status 1) on the error that stopped it: a node
-    /// that cannot follow the stream must not go on answering from a stale graph.
+    /// [`ClusterNode::run`], exiting the process with [`EXIT_STEPPED_DOWN`] (75, `EX_TEMPFAIL`:
+    /// start me again) on the error that stopped it: a node that lost its way in the stream (a
+    /// lease won but the stream's end out of reach, reads failing for a minute) must not go on
+    /// answering from a stale graph, and starting again from its local copy is the one recovery
+    /// path.
     pub async fn run_or_exit(self: Arc<ClusterNode>) {
         if let Err(err) = self.run().await {
-            tracing::error!(error = %err, "the cluster node stopped");
-            std::process::exit(1);
+            tracing::error!(error = %err, "the cluster node stopped; exiting to be started again");
+            std::process::exit(EXIT_STEPPED_DOWN);
         }
     }
 

@@ -1,29 +1,17 @@
-//! A real 3-server NATS JetStream cluster for one test: `nats-server` processes started from
-//! `scripts/nats/n1.conf`..`n3.conf` (so the tests run the shipped durability settings) with
-//! free loopback ports and a temporary store, killed by their own handles when dropped. A
-//! cluster is handed to a test once it has a meta leader that sees both peers and has placed a
-//! probe R3 stream.
-//!
-//! The binary: `$NATS_SERVER_BIN`, else where `scripts/install-nats.sh` installs it, else
-//! `nats-server` on `PATH`. Without one, a test prints why and passes, unless
-//! `IDGRAPH_REQUIRE_NATS` is set (CI), when it fails. Tests run one at a time ([`serial`]):
+//! A real 3-server NATS JetStream cluster for one test (`servers.rs`) in a temporary folder,
+//! handed to a test once it has a meta leader that sees both peers and has placed a probe R3
+//! stream. Without a `nats-server`, a test prints why and passes, unless `IDGRAPH_REQUIRE_NATS`
+//! is set (CI), when it fails. Tests run one at a time ([`serial`]):
 //! the lease tests measure seconds, and a 2-core machine running three clusters at once
 //! would blur them.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use idgraph_cluster::{ClusterConfig, ClusterError};
 
-/// The version `scripts/install-nats.sh` installs (keep the two in step).
-const NATS_VERSION: &str = "2.15.1";
-
-/// How long a fresh cluster may take to elect its JetStream meta leader.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::servers::{self, READY_TIMEOUT};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -32,100 +20,35 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-fn executable(path: &Path) -> bool {
-    path.is_file()
-}
-
-/// The `nats-server` binary to run, if there is one.
-pub fn nats_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
-        let path = PathBuf::from(path);
-        assert!(executable(&path), "NATS_SERVER_BIN={} is not a file", path.display());
-        return Some(path);
-    }
-    let home = std::env::var_os("IDGRAPH_NATS_HOME").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME")
-            .map(|home| Path::new(&home).join(format!(".cache/idgraph/nats-server-{NATS_VERSION}")))
-    });
-    if let Some(bin) = home.map(|home| home.join("bin/nats-server")).filter(|bin| executable(bin)) {
-        return Some(bin);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("nats-server")).find(|bin| executable(bin))
-}
-
-/// The binary, or `None` after printing why the test is skipped (or a panic if
-/// `IDGRAPH_REQUIRE_NATS` is set).
-fn nats_server_or_skip() -> Option<PathBuf> {
-    let found = nats_server();
-    if found.is_none() {
-        let message = "nats-server not found ($NATS_SERVER_BIN, the scripts/install-nats.sh \
-                       install, PATH): run scripts/install-nats.sh";
-        assert!(std::env::var_os("IDGRAPH_REQUIRE_NATS").is_none(), "{message}");
-        eprintln!("SKIPPED (cluster test): {message}");
-    }
-    found
-}
-
-/// Ports the OS says are free now (a race with other processes, small on loopback).
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
-}
-
-/// One server of the cluster.
-#[derive(Debug)]
-struct Server {
-    name: String,
-    client_port: u16,
-    monitor_port: u16,
-    cluster_port: u16,
-    child: Option<Child>,
-}
-
-/// Three `nats-server` processes in one cluster.
+/// The three servers of `servers.rs` in a temporary folder, for one test.
 #[derive(Debug)]
 pub struct NatsCluster {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    servers: Vec<Server>,
+    /// Dropped first: the servers stop before their folder goes.
+    servers: servers::NatsCluster,
+    _dir: tempfile::TempDir,
 }
 
-impl Drop for NatsCluster {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            if let Some(mut child) = server.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+impl Deref for NatsCluster {
+    type Target = servers::NatsCluster;
+
+    fn deref(&self) -> &servers::NatsCluster {
+        &self.servers
     }
 }
 
-fn conf_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats")
+impl DerefMut for NatsCluster {
+    fn deref_mut(&mut self) -> &mut servers::NatsCluster {
+        &mut self.servers
+    }
 }
 
 impl NatsCluster {
-    /// Starts the cluster and waits for its meta leader; `None` if there is no binary.
+    /// Starts the cluster and waits until it places an R3 stream; `None` if there is no binary.
     pub fn start() -> Option<NatsCluster> {
-        let bin = nats_server_or_skip()?;
-        let ports = free_ports(9);
-        let servers = (0..3)
-            .map(|i| Server {
-                name: format!("n{}", i + 1),
-                client_port: ports[i],
-                monitor_port: ports[3 + i],
-                cluster_port: ports[6 + i],
-                child: None,
-            })
-            .collect();
-        let mut cluster = NatsCluster { bin, dir: tempfile::tempdir().unwrap(), servers };
-        for i in 0..3 {
-            cluster.spawn(i);
-        }
-        cluster.wait_ready();
+        let bin = servers::nats_server_or_skip()?;
+        let dir = tempfile::tempdir().unwrap();
+        let servers = servers::NatsCluster::start(bin, dir.path());
+        let cluster = NatsCluster { servers, _dir: dir };
         cluster.wait_placement();
         Some(cluster)
     }
@@ -153,109 +76,14 @@ impl NatsCluster {
         });
     }
 
-    fn spawn(&mut self, index: usize) {
-        let routes: Vec<String> = self
-            .servers
-            .iter()
-            .map(|server| format!("nats://127.0.0.1:{}", server.cluster_port))
-            .collect();
-        let server = &self.servers[index];
-        let store = self.dir.path().join(&server.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{}.log", server.name)))
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(conf_dir().join(format!("{}.conf", server.name)))
-            .args(["-p", &server.client_port.to_string()])
-            .args(["-m", &server.monitor_port.to_string()])
-            .args(["--cluster", &format!("nats://127.0.0.1:{}", server.cluster_port)])
-            .args(["--routes", &routes.join(",")])
-            .env("IDGRAPH_NATS_STORE", &store)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.servers[index].child = Some(child);
-    }
-
-    fn wait_ready(&self) {
-        let started = Instant::now();
-        loop {
-            let ready = self
-                .servers
-                .iter()
-                .filter(|server| server.child.is_some())
-                .all(|server| self.meta_leader(server.monitor_port).is_some());
-            if ready {
-                return;
-            }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "the NATS cluster has no meta leader after {READY_TIMEOUT:?}; logs in {}",
-                self.dir.path().display()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn meta_leader(&self, monitor_port: u16) -> Option<String> {
-        let jsz = self.monitor(monitor_port, "/jsz")?;
-        jsz["meta_cluster"]["leader"]
-            .as_str()
-            .filter(|leader| !leader.is_empty())
-            .map(str::to_owned)
-    }
-
     /// A monitoring endpoint's JSON (`/varz`, `/jsz`), or `None` if the server does not answer.
     pub fn monitor(&self, monitor_port: u16, path: &str) -> Option<serde_json::Value> {
-        let mut stream = TcpStream::connect(("127.0.0.1", monitor_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (_, body) = response.split_once("\r\n\r\n")?;
-        serde_json::from_str(body).ok()
-    }
-
-    /// `(server name, monitoring port)` of each running server.
-    pub fn monitor_ports(&self) -> Vec<(String, u16)> {
-        self.servers
-            .iter()
-            .filter(|server| server.child.is_some())
-            .map(|server| (server.name.clone(), server.monitor_port))
-            .collect()
-    }
-
-    /// The client URLs of all three servers (running or not).
-    pub fn urls(&self) -> Vec<String> {
-        self.servers
-            .iter()
-            .map(|server| format!("nats://127.0.0.1:{}", server.client_port))
-            .collect()
+        servers::monitor(monitor_port, path)
     }
 
     /// A node configuration for the default stream.
     pub fn config(&self, node: &str) -> ClusterConfig {
         ClusterConfig::new(self.urls(), node)
-    }
-
-    /// SIGKILLs the server of that name (`Child::kill` is `kill -9` on Unix).
-    pub fn kill(&mut self, name: &str) {
-        let server = self.servers.iter_mut().find(|server| server.name == name).unwrap();
-        let mut child = server.child.take().expect("the server is running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Starts a killed server again, on its ports and store.
-    pub fn restart(&mut self, name: &str) {
-        let index = self.servers.iter().position(|server| server.name == name).unwrap();
-        self.spawn(index);
-        self.wait_ready();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The cluster crate against real NATS servers: each test starts its own 3-server JetStream
-//! cluster on loopback (`harness.rs`), one test at a time.
+//! cluster on loopback (`harness.rs` over `servers.rs`, which the cli crate's end-to-end cluster
+//! tests include too), one test at a time.
 //!
 //! - `connect.rs`: the stream and buckets, refusing other settings, the servers' durability
 //!   settings, duplicate node names, unreachable servers.
@@ -12,4 +13,5 @@ mod connect;
 mod harness;
 mod lease;
 mod log;
+mod servers;
 mod snapshot;
