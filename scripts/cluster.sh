@@ -6,7 +6,8 @@
 #                                   (HTTP on 127.0.0.1:8091-8093), print their URLs
 #   scripts/cluster.sh down [DIR]   stop them (data stays in DIR; delete it to start afresh)
 #
-# DIR defaults to ./idgraph-cluster. Each node runs under a small supervisor loop that starts it
+# DIR defaults to ./idgraph-cluster. IDGRAPH_SNAPSHOT_EVERY sets the nodes' snapshot_every_entries
+# (how often a follower stores a snapshot for joining nodes; default 1,000,000). Each node runs under a small supervisor loop that starts it
 # again when it exits with status 75 (a writer that stepped down comes back as a follower) and,
 # after a second, when it fails otherwise (NATS unreachable for long, say), as a service manager
 # would (systemd: Restart=on-failure, RestartForceExitStatus=75); `down` stops it.
@@ -49,6 +50,7 @@ for i in "${!nodes[@]}"; do
   cat >"$dir/$node.toml" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$dir/$node"
+snapshot_every_entries = ${IDGRAPH_SNAPSHOT_EVERY:-1000000}
 
 [[workspace]]
 name = "default"

@@ -169,3 +169,52 @@ fn a_writer_whose_replication_fails_answers_nothing_more_and_keeps_nothing_local
     // What the log of record refused never reached the local log either.
     assert_eq!(open(dir.path()).log().last_seq(), Seq(1));
 }
+
+/// An empty node joins from another node's snapshot: the records the snapshot covers are appended
+/// unfolded (its log must hold them, for audit), the snapshot installed, the tail folded; it ends
+/// with the writer's log and digests, and reopens to them. A snapshot taken elsewhere in the log
+/// is refused.
+#[test]
+fn an_empty_node_joins_from_a_snapshot_and_the_tail() {
+    let writer_dir = tempfile::tempdir().unwrap();
+    let writer = open(writer_dir.path());
+    let recorder = Arc::new(Recorder::default());
+    writer.log().set_replicator(Arc::clone(&recorder) as Arc<dyn Replicator>).unwrap();
+    for n in 0..300 {
+        writer.handle(&meta(Environment::Production, Some(&format!("r-{n}"))), login(n)).unwrap();
+    }
+    let records = recorder.records.lock().unwrap().clone();
+    // A follower that applied the first 200 records takes the snapshot.
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    for (first, _, bytes) in &records[..200] {
+        source.apply_replicated(*first, bytes).unwrap();
+    }
+    let (snapshot_seq, snapshot) = source.projection_snapshot();
+    assert_eq!(snapshot_seq, records[199].1);
+
+    let joiner_dir = tempfile::tempdir().unwrap();
+    let joiner = open(joiner_dir.path());
+    let covered = |range: std::ops::Range<usize>| -> Vec<(Seq, &[u8])> {
+        records[range].iter().map(|(first, _, bytes)| (*first, bytes.as_slice())).collect()
+    };
+    joiner.append_covered(&covered(0..150)).unwrap();
+    let err = joiner.install_snapshot(&snapshot).unwrap_err();
+    assert!(err.to_string().contains("cannot be installed"), "{err}");
+    // Records out of order are refused whole.
+    assert!(joiner.append_covered(&covered(151..153)).is_err());
+    assert_eq!(joiner.append_covered(&covered(150..200)).unwrap(), snapshot_seq);
+    assert_eq!(joiner.install_snapshot(&snapshot).unwrap(), snapshot_seq);
+    for (first, last, bytes) in &records[200..] {
+        assert_eq!(joiner.apply_replicated(*first, bytes).unwrap(), *last);
+    }
+    assert_eq!(digests(&joiner), digests(&writer));
+    // Its idempotency index was rebuilt with the snapshot: a retry gets the first answer.
+    let retried = meta(Environment::Production, Some("r-299"));
+    let first_answer = writer.handle(&retried, login(299)).unwrap();
+    drop(joiner);
+    let reopened = open(joiner_dir.path());
+    assert_eq!(digests(&reopened), digests(&writer));
+    assert_eq!(reopened.handle(&retried, login(299)).unwrap(), first_answer);
+    assert_eq!(reopened.log().verify().unwrap().last_seq, Seq(300));
+}

@@ -429,7 +429,7 @@ fn failover_keeps_every_acknowledged_login() {
         tally.abandoned
     );
     assert!(tally.refused.is_empty(), "logins refused: {:#?}", tally.refused);
-    let converged = wait_converged(&nodes, "at the end");
+    wait_converged(&nodes, "at the end");
     let failures = search_everywhere(&nodes, &acks);
     assert!(
         failures.is_empty(),
@@ -439,6 +439,22 @@ fn failover_keeps_every_acknowledged_login() {
         failures[..failures.len().min(10)].join("\n")
     );
     check_retries_are_idempotent(&nodes, &acks);
+
+    // 4. A node that starts empty joins from the newest snapshot in the cluster's snapshot store
+    // (the followers store one every 2,000 entries) and the stream's tail.
+    let joined_at = Instant::now();
+    let joiner = Node::start(dir.path(), "n4", free_ports(1)[0], &settings);
+    joiner.wait_healthy(node::START_TIMEOUT);
+    nodes.push(joiner);
+    let converged = wait_converged(&nodes, "after an empty node joined");
+    let log = nodes[3].log_tail(400);
+    assert!(
+        log.contains("joined from the cluster's snapshot"),
+        "n4 did not join from a snapshot:\n{log}"
+    );
+    eprintln!("an empty node joined at seq {} in {:?}", converged.last_seq, joined_at.elapsed());
+    let failures = search_everywhere(&nodes[3..], &acks);
+    assert!(failures.is_empty(), "the joined node lacks acknowledged logins: {failures:?}");
     let mut wire = nats.wire();
     let n_groups = wire.last_stream_seq(&settings.stream).unwrap();
     let groups = wire.read_stream(&settings.stream, n_groups).unwrap();

@@ -20,6 +20,8 @@ use crate::idempotency::{IdempotencyIndex, REQUEST_ID_BYTES_MAX, Seen};
 use crate::load::load_projection;
 use crate::{Command, EngineConfig, EngineError, OpenReport, RequestMeta, Workspace};
 
+mod replica;
+
 /// The engine. `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Engine {
@@ -438,29 +440,6 @@ impl Engine {
     /// The log (read access for audit, the change feed and replay).
     pub fn log(&self) -> &Log {
         &self.log
-    }
-
-    /// Appends a record received from the log of record and folds its entries (cluster mode's
-    /// follower; `idgraph_log::Log::append_replicated` says what is checked). Returns the last
-    /// sequence applied. A record that does not follow the local log is refused and changes
-    /// nothing; a failure after the local write halts the engine. The idempotency index follows
-    /// too, so a follower can become the writer in place and still recognise a retried
-    /// `request_id`.
-    pub fn apply_replicated(&self, first: Seq, record: &[u8]) -> Result<Seq, EngineError> {
-        self.check_poisoned()?;
-        let mut state = self.write_state();
-        let entries = self.log.append_replicated(first, record)?;
-        let mut last = state.projection.last_seq();
-        for (seq, entry) in &entries {
-            if let Err(err) = state.projection.apply(*seq, entry) {
-                return Err(self.poison(err.into()));
-            }
-            state.recent.remember(*seq, entry);
-            last = *seq;
-        }
-        // Durable in the log of record, which is what a follower's reads answer from.
-        state.last_change = last;
-        Ok(last)
     }
 
     /// A workspace's configuration.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use idgraph_model::{Entry, Seq};
 
 use crate::group::Group;
-use crate::read::decode_entry;
+use crate::read::{decode_entry, decode_view};
 use crate::storage::StoredRecord;
 use crate::{Error, Log, Result};
 
@@ -74,38 +74,77 @@ impl Log {
     /// a follower that loses a suffix in a crash fetches it again). Returns its entries, decoded,
     /// for the caller to fold.
     pub fn append_replicated(&self, first: Seq, bytes: &[u8]) -> Result<Vec<(Seq, Entry)>> {
-        let corrupt = |detail: String| Error::Corrupt { seq: first, detail };
-        let group = Group::parse(first, bytes).map_err(|err| corrupt(err.to_string()))?;
         let mut entries = Vec::new();
-        for (seq, payload) in group.entries() {
-            entries.push((seq, decode_entry(seq, payload)?));
-        }
-        let (first_time, last_time) = match (entries.first(), entries.last()) {
-            (Some((_, head)), Some((_, tail))) => (head.recorded_at, tail.recorded_at),
-            _ => return Err(corrupt("an empty group".into())),
-        };
-        let times = entries.iter().map(|(_, entry)| entry.recorded_at);
-        if times.clone().zip(times.skip(1)).any(|(before, after)| after < before) {
-            return Err(corrupt("its entries go back in time".into()));
-        }
-        let mut writer = self.lock_writer_for_replica()?;
-        if first != writer.next_seq() || writer.busy() {
-            return Err(Error::Rejected {
-                reason: format!(
-                    "a replicated record starting at {first} does not follow the log (next is {})",
-                    writer.next_seq()
-                ),
+        self.append_replicated_batch(&[(first, bytes)], Some(&mut entries))?;
+        Ok(entries)
+    }
+
+    /// [`Log::append_replicated`] for consecutive records at once, in one storage write; their
+    /// entries are decoded into `entries` if given (a joining node appends records a snapshot
+    /// already covers without decoding them: only their times are read, from borrowed views).
+    /// All or nothing: a record that fails a check refuses the whole batch.
+    pub fn append_replicated_batch(
+        &self,
+        records: &[(Seq, &[u8])],
+        mut entries: Option<&mut Vec<(Seq, Entry)>>,
+    ) -> Result<()> {
+        let mut stored = Vec::with_capacity(records.len());
+        let mut times = Vec::with_capacity(records.len());
+        for (first, bytes) in records {
+            let corrupt = |detail: String| Error::Corrupt { seq: *first, detail };
+            let group = Group::parse(*first, bytes).map_err(|err| corrupt(err.to_string()))?;
+            let mut previous: Option<idgraph_model::Timestamp> = None;
+            let mut first_time = None;
+            for (seq, payload) in group.entries() {
+                let time = match entries.as_deref_mut() {
+                    Some(entries) => {
+                        let entry = decode_entry(seq, payload)?;
+                        let time = entry.recorded_at;
+                        entries.push((seq, entry));
+                        time
+                    }
+                    None => decode_view(seq, payload)?.recorded_at,
+                };
+                if previous.is_some_and(|previous| time < previous) {
+                    return Err(corrupt("its entries go back in time".into()));
+                }
+                first_time.get_or_insert(time);
+                previous = Some(time);
+            }
+            let (Some(first_time), Some(last_time)) = (first_time, previous) else {
+                return Err(corrupt("an empty group".into()));
+            };
+            times.push((first_time, last_time));
+            stored.push(StoredRecord {
+                first: *first,
+                last: group.last(),
+                first_time,
+                bytes: bytes.to_vec(),
             });
         }
-        if first_time < writer.last_time() {
-            return Err(Error::time_regressed(writer.last_time(), first_time));
+        let mut writer = self.lock_writer_for_replica()?;
+        let (mut next, mut last_time) = (writer.next_seq(), writer.last_time());
+        for (record, (first_time, record_last_time)) in stored.iter().zip(&times) {
+            if record.first != next || writer.busy() {
+                return Err(Error::Rejected {
+                    reason: format!(
+                        "a replicated record starting at {} does not follow the log (next is \
+                         {next})",
+                        record.first
+                    ),
+                });
+            }
+            if *first_time < last_time {
+                return Err(Error::time_regressed(last_time, *first_time));
+            }
+            (next, last_time) = (record.last.next(), *record_last_time);
         }
-        let record = StoredRecord { first, last: group.last(), first_time, bytes: bytes.to_vec() };
-        if let Err(err) = self.storage.write(std::slice::from_ref(&record), false) {
+        let Some(last) = stored.last().map(|record| record.last) else { return Ok(()) };
+        if let Err(err) = self.storage.write(&stored, false) {
             let cause = writer.poison(err.message);
             return Err(Error::Poisoned { cause });
         }
-        writer.advance_replicated(group.last(), last_time);
-        Ok(entries)
+        writer.advance_replicated(last, last_time);
+        Ok(())
     }
 }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use idgraph_cluster::{Acquired, Cluster, ClusterError, Group};
+use idgraph_cluster::{Acquired, Cluster, ClusterError, Committed, Group};
 use idgraph_engine::Engine;
 use idgraph_log::{GroupRecord, Replicator};
 use idgraph_model::Seq;
@@ -91,6 +91,9 @@ pub struct ClusterNode {
     stream_seq: Arc<AtomicU64>,
     /// This node's own URL, advertised to the others (where they forward writes).
     url: String,
+    /// Entries a follower applies between two looks at the cluster's snapshot store (0: never):
+    /// a follower stores a snapshot there when nobody did since its last look.
+    snapshot_every_entries: u64,
 }
 
 impl ClusterNode {
@@ -101,6 +104,7 @@ impl ClusterNode {
         cluster: Cluster,
         engine: Arc<Engine>,
         url: String,
+        snapshot_every_entries: u64,
     ) -> anyhow::Result<Arc<ClusterNode>> {
         let cluster = Arc::new(cluster);
         let n_records = {
@@ -126,6 +130,7 @@ impl ClusterNode {
             role: AtomicU8::new(Role::CatchingUp as u8),
             stream_seq: Arc::new(AtomicU64::new(n_records)),
             url,
+            snapshot_every_entries,
         }))
     }
 
@@ -255,6 +260,13 @@ impl ClusterNode {
     /// fails or stalls while the stream has grown (a consumer lost with its server is noticed by
     /// the client library only after missed heartbeats).
     async fn follow(self: Arc<ClusterNode>) -> anyhow::Result<()> {
+        if self.stream_seq.load(Ordering::Acquire) == 0 {
+            self.join_from_snapshot().await?;
+        }
+        let mut snapshots = SnapshotWatch {
+            next_look: self.engine.log().last_seq().0 + self.snapshot_every_entries,
+            stored_at_last_look: 0,
+        };
         let mut backlog_end = None;
         let mut n_failures = 0u32;
         loop {
@@ -323,22 +335,106 @@ impl ClusterNode {
                 if let Some(last) = batch.last().map(|committed| committed.stream_seq) {
                     let engine = Arc::clone(&self.engine);
                     tokio::task::spawn_blocking(move || {
-                        for committed in batch {
-                            let Group { first_seq, bytes, .. } = committed.group;
-                            engine.apply_replicated(Seq(first_seq), &bytes)?;
-                        }
-                        Ok::<(), idgraph_engine::EngineError>(())
+                        engine.apply_replicated_batch(&as_records(&batch))
                     })
                     .await??;
                     self.stream_seq.store(last, Ordering::Release);
                     n_failures = 0;
                     self.note_caught_up(end);
+                    self.maybe_store_snapshot(&mut snapshots).await;
                 }
                 if reread {
                     break;
                 }
             }
             n_failures += 1;
+        }
+    }
+
+    /// An empty node joining a cluster whose snapshot store has a snapshot: appends the records
+    /// it covers without folding them (the local log must hold every entry, for audit and
+    /// restarts), installs it, and leaves the tail to [`ClusterNode::follow`]. A failure half-way
+    /// stops the node; started again, it opens its partial log like any other and folds it.
+    async fn join_from_snapshot(&self) -> anyhow::Result<()> {
+        let Some((covered, snapshot)) = self.cluster.newest_snapshot().await? else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut groups = self.cluster.read_from(1).await?;
+        while self.stream_seq.load(Ordering::Acquire) < covered {
+            let mut batch = Vec::new();
+            while batch.len() < FOLLOW_BATCH_GROUPS {
+                let position = self.stream_seq.load(Ordering::Acquire) + batch.len() as u64;
+                if position >= covered {
+                    break;
+                }
+                let next = if batch.is_empty() {
+                    tokio::time::timeout(FOLLOW_STALL * 5, groups.next()).await.ok().flatten()
+                } else {
+                    groups.next().now_or_never().flatten()
+                };
+                match next {
+                    Some(Ok(committed)) => batch.push(committed),
+                    Some(Err(ClusterError::Nats { .. })) => {}
+                    Some(Err(err)) => return Err(err.into()),
+                    None if batch.is_empty() => {
+                        anyhow::bail!("the stream stopped before {covered}")
+                    }
+                    None => break,
+                }
+            }
+            let Some(last) = batch.last().map(|committed| committed.stream_seq) else { continue };
+            let engine = Arc::clone(&self.engine);
+            tokio::task::spawn_blocking(move || engine.append_covered(&as_records(&batch)))
+                .await??;
+            self.stream_seq.store(last, Ordering::Release);
+        }
+        let engine = Arc::clone(&self.engine);
+        let seq = tokio::task::spawn_blocking(move || engine.install_snapshot(&snapshot)).await??;
+        tracing::info!(
+            stream_seq = covered,
+            seq = %seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "joined from the cluster's snapshot"
+        );
+        Ok(())
+    }
+
+    /// Every `snapshot_every_entries` applied entries, stores a snapshot of the projection in the
+    /// cluster's snapshot store unless another node stored one since this node's last look.
+    /// Failures are logged: snapshots only speed up joining.
+    async fn maybe_store_snapshot(&self, watch: &mut SnapshotWatch) {
+        if self.snapshot_every_entries == 0 || self.engine.log().last_seq().0 < watch.next_look {
+            return;
+        }
+        watch.next_look = self.engine.log().last_seq().0 + self.snapshot_every_entries;
+        let newest = match self.cluster.snapshot_seqs().await {
+            Ok(seqs) => seqs.last().copied().unwrap_or(0),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list the cluster's snapshots");
+                return;
+            }
+        };
+        let stored_since = newest > watch.stored_at_last_look;
+        watch.stored_at_last_look = newest;
+        if stored_since {
+            return;
+        }
+        // The follow loop is this log's only appender, and it waits here: the projection is the
+        // fold of the stream exactly up to `position`.
+        let position = self.stream_seq.load(Ordering::Acquire);
+        let engine = Arc::clone(&self.engine);
+        let Ok((seq, bytes)) =
+            tokio::task::spawn_blocking(move || engine.projection_snapshot()).await
+        else {
+            return;
+        };
+        match self.cluster.put_snapshot(position, &bytes).await {
+            Ok(()) => {
+                watch.stored_at_last_look = position;
+                tracing::info!(stream_seq = position, seq = %seq, bytes = bytes.len(), "stored a snapshot in the cluster");
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot store a snapshot in the cluster"),
         }
     }
 
@@ -393,6 +489,23 @@ async fn check_prefix(
         )));
     }
     Ok(())
+}
+
+/// Groups read from the stream as the log's records: (first sequence, framed bytes).
+fn as_records(batch: &[Committed]) -> Vec<(Seq, &[u8])> {
+    batch
+        .iter()
+        .map(|committed| (Seq(committed.group.first_seq), committed.group.bytes.as_slice()))
+        .collect()
+}
+
+/// When a follower looks at the cluster's snapshot store next, and what it found there last.
+#[derive(Debug)]
+struct SnapshotWatch {
+    /// The entry sequence at which to look next.
+    next_look: u64,
+    /// The newest stored snapshot's stream sequence at the last look.
+    stored_at_last_look: u64,
 }
 
 /// The writer's [`Replicator`]: publishes each record of a group commit as one message, fenced

@@ -38,6 +38,8 @@ pub fn config_toml(node: &str, port: u16, data_dir: &Path, cluster: &ClusterSett
     format!(
         r#"listen = "127.0.0.1:{port}"
 data_dir = '{data_dir}'
+# Followers store a snapshot in the cluster this often, for the node that joins empty.
+snapshot_every_entries = 2000
 
 [[workspace]]
 name = "default"
