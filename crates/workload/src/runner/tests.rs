@@ -228,12 +228,11 @@ impl Target for RetryChecker {
     }
 }
 
-#[test]
-fn a_retry_is_sent_with_the_references_its_original_was_sent_with() {
-    // Retries are common here, and four pipelined clients send many lines while the lines they
-    // reference are in flight: a retry resolving its reference anew would often differ.
+/// A workload where one line in ten is a retry, and a target that checks each retry is sent as its
+/// original was.
+fn retry_workload(seed: u64) -> (Vec<WorkloadRequest>, RetryChecker) {
     let spec = WorkloadSpec {
-        seed: 5,
+        seed,
         requests: 20_000,
         users: 300,
         repeat_request_id_rate: 0.1,
@@ -245,6 +244,14 @@ fn a_retry_is_sent_with_the_references_its_original_was_sent_with() {
         n_retries: AtomicU64::new(0),
         n_changed: AtomicU64::new(0),
     };
+    (lines, target)
+}
+
+#[test]
+fn a_retry_is_sent_with_the_references_its_original_was_sent_with() {
+    // Retries are common here, and four pipelined clients send many lines while the lines they
+    // reference are in flight: a retry resolving its reference anew would often differ.
+    let (lines, target) = retry_workload(5);
     let stats = run(
         lines.iter().cloned().map(Ok::<_, String>),
         &target,
@@ -312,19 +319,7 @@ fn multiplexed_clients_resolve_what_was_answered() {
 
 #[test]
 fn multiplexed_retries_are_sent_with_their_originals_references() {
-    let spec = WorkloadSpec {
-        seed: 6,
-        requests: 20_000,
-        users: 300,
-        repeat_request_id_rate: 0.1,
-        ..WorkloadSpec::default()
-    };
-    let lines: Vec<WorkloadRequest> = Generator::new(&spec).unwrap().collect();
-    let target = RetryChecker {
-        sent: Default::default(),
-        n_retries: AtomicU64::new(0),
-        n_changed: AtomicU64::new(0),
-    };
+    let (lines, target) = retry_workload(6);
     let stats = super::run_multiplexed(
         lines.iter().cloned().map(Ok::<_, String>),
         &Interleaving { inner: &target },
