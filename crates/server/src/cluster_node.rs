@@ -65,6 +65,9 @@ impl Role {
 /// (`EX_TEMPFAIL`): a supervisor starts it again, and it comes back as a follower.
 pub const EXIT_STEPPED_DOWN: i32 = 75;
 
+/// How long a follower relays to the writer it looked up before looking again.
+const WRITER_URL_KEPT: Duration = Duration::from_millis(500);
+
 /// How often a follower looks at the lease.
 const LEASE_POLL: Duration = Duration::from_millis(500);
 
@@ -89,21 +92,21 @@ pub struct ClusterNode {
     role: AtomicU8,
     /// The stream sequence of the last group applied or published here.
     stream_seq: Arc<AtomicU64>,
-    /// This node's own URL, advertised to the others (where they forward writes).
-    url: String,
+    /// The writer's URL as last looked up, and when: recorded requests are relayed there without
+    /// two key-value reads each ([`ClusterNode::writer_url`]).
+    writer: std::sync::Mutex<Option<(String, std::time::Instant)>>,
     /// Entries a follower applies between two looks at the cluster's snapshot store (0: never):
     /// a follower stores a snapshot there when nobody did since its last look.
     snapshot_every_entries: u64,
 }
 
 impl ClusterNode {
-    /// Joins the cluster (connected with [`Cluster::connect_at`] and this node's `url`) with an
+    /// Joins the cluster (connected with [`Cluster::connect_at`] and this node's URL) with an
     /// engine opened on this node's data folder: checks that the local log is a prefix of the
     /// stream. Then call [`ClusterNode::run`].
     pub async fn join(
         cluster: Cluster,
         engine: Arc<Engine>,
-        url: String,
         snapshot_every_entries: u64,
     ) -> anyhow::Result<Arc<ClusterNode>> {
         let cluster = Arc::new(cluster);
@@ -129,7 +132,7 @@ impl ClusterNode {
             engine,
             role: AtomicU8::new(Role::CatchingUp as u8),
             stream_seq: Arc::new(AtomicU64::new(n_records)),
-            url,
+            writer: std::sync::Mutex::new(None),
             snapshot_every_entries,
         }))
     }
@@ -139,12 +142,28 @@ impl ClusterNode {
         Role::of(self.role.load(Ordering::Acquire))
     }
 
-    /// The URL recorded requests are forwarded to (the writer's), if another node is the writer.
+    /// The URL recorded requests are forwarded to (the writer's), if another node is the writer:
+    /// looked up in the key-value bucket at most every [`WRITER_URL_KEPT`], or again after a relay
+    /// failed ([`ClusterNode::forget_writer`]).
     pub async fn writer_url(&self) -> Result<Option<String>, ClusterError> {
-        match self.cluster.lease_holder().await? {
-            Some(holder) if holder != self.cluster.node() => self.cluster.url_of(&holder).await,
-            _ => Ok(None),
+        let cached = self.writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((url, at)) = cached
+            && at.elapsed() < WRITER_URL_KEPT
+        {
+            return Ok(Some(url));
         }
+        let url = match self.cluster.lease_holder().await? {
+            Some(holder) if holder != self.cluster.node() => self.cluster.url_of(&holder).await?,
+            _ => None,
+        };
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) =
+            url.clone().map(|url| (url, std::time::Instant::now()));
+        Ok(url)
+    }
+
+    /// Forgets the writer's URL: the relay to it failed, so it may have changed.
+    pub fn forget_writer(&self) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Waits until this node has applied `seq` (read-your-writes), at most `timeout`; whether it
@@ -445,11 +464,6 @@ impl ClusterNode {
             self.role.store(Role::Follower as u8, Ordering::Release);
             tracing::info!(stream_seq = position, "caught up: following");
         }
-    }
-
-    /// The node's advertised URL.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 }
 

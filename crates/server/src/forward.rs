@@ -108,13 +108,23 @@ async fn forward(state: &AppState, request: Request) -> Response {
     }
     let answer = match outgoing.body(body).send().await {
         Ok(answer) => answer,
-        Err(err) => return unavailable(format!("cannot reach the writer at {writer}: {err}")),
+        Err(err) => {
+            node.forget_writer();
+            return unavailable(format!("cannot reach the writer at {writer}: {err}"));
+        }
     };
     let status = answer.status();
+    if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        // It may have stepped down (or be a follower now): look the writer up again next time.
+        node.forget_writer();
+    }
     let headers = answer.headers().clone();
     let bytes = match answer.bytes().await {
         Ok(bytes) => bytes,
-        Err(err) => return unavailable(format!("the writer at {writer} broke off: {err}")),
+        Err(err) => {
+            node.forget_writer();
+            return unavailable(format!("the writer at {writer} broke off: {err}"));
+        }
     };
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;

@@ -282,8 +282,7 @@ async fn serve_shared(
         let url = format!("http://{}", listener.local_addr()?);
         let cluster = idgraph_cluster::Cluster::connect_at(cluster_config, &url).await?;
         let node =
-            ClusterNode::join(cluster, Arc::clone(&engine), url, config.snapshot_every_entries)
-                .await?;
+            ClusterNode::join(cluster, Arc::clone(&engine), config.snapshot_every_entries).await?;
         tokio::spawn(Arc::clone(&node).run_or_exit());
         state.cluster = Some(node);
     }
