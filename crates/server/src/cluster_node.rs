@@ -143,7 +143,7 @@ impl ClusterNode {
     }
 
     /// The URL recorded requests are forwarded to (the writer's), if another node is the writer:
-    /// looked up in the key-value bucket at most every [`WRITER_URL_KEPT`], or again after a relay
+    /// looked up in the key-value bucket at most every 500 ms, or again after a relay
     /// failed ([`ClusterNode::forget_writer`]).
     pub async fn writer_url(&self) -> Result<Option<String>, ClusterError> {
         let cached = self.writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
